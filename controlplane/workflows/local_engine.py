@@ -1,0 +1,168 @@
+"""``--engine local``: the validation DAG executed in-process.
+
+Checks run in threads as soon as the checks they depend on have passed (so the parallel
+branches of the DAG really run concurrently); after a failure no new check starts (Argo's
+``failFast``), and the checks left over are reported ``skipped``. Each check is one call of
+the injected check runner; in production that calls the validators' runner.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+
+from controlplane.errors import NotFoundError
+from controlplane.ports import CheckOutcome, ValidationRequest, WorkflowState
+from controlplane.workflows.dag import ValidationDag
+from controlplane.workflows.params import normalize_request, workflow_name, workflow_parameters
+from controlplane.workflows.results import FAILING, PASSING, TERMINATED_MESSAGE, final_phase
+from controlplane.workflows.template import TEMPLATE_NAME, VALIDATION_DAG
+
+CheckRunner = Callable[[ValidationRequest, str], CheckOutcome]
+"""Runs one check of a request and returns its outcome (passed, warning, failed or error)."""
+
+HANDLE_PREFIX = "local/"
+
+
+@dataclass
+class _Run:
+    request: ValidationRequest
+    depends: dict[str, tuple[str, ...]]
+    outcomes: dict[str, CheckOutcome]
+    phase: str = "Pending"
+    message: str = ""
+    terminated: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def snapshot(self, handle: str) -> WorkflowState:
+        with self.lock:
+            return WorkflowState(handle, self.phase, tuple(self.outcomes.values()), self.message)
+
+
+class LocalEngine:
+    """Implements ``ports.WorkflowEngine`` with threads. ``submit`` returns at once; a run
+    is kept in memory (per engine instance) and a resubmission of the same request returns
+    the same handle."""
+
+    name = "local"
+
+    def __init__(self, runner: CheckRunner, dag: ValidationDag = VALIDATION_DAG) -> None:
+        self.runner = runner
+        self.dag = dag
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+
+    # ---- WorkflowEngine ---------------------------------------------------------------
+
+    def submit(self, request: ValidationRequest) -> str:
+        request = normalize_request(request, self.dag)
+        handle = HANDLE_PREFIX + workflow_name(request, TEMPLATE_NAME, workflow_parameters(request, self.dag))
+        with self._lock:
+            if handle in self._runs:
+                return handle
+            run = _Run(
+                request=request,
+                depends=self.dag.effective_depends(request.checks),
+                outcomes={c: CheckOutcome(c, "pending") for c in request.checks},
+            )
+            self._runs[handle] = run
+        thread = threading.Thread(target=self._execute, args=(run,), name=f"validate-{handle}", daemon=True)
+        thread.start()
+        return handle
+
+    def poll(self, handle: str) -> WorkflowState:
+        return self._run(handle).snapshot(handle)
+
+    def terminate(self, handle: str) -> None:
+        """Stop the run: nothing new starts, running checks are reported ``error``
+        (their late results are dropped), the run ends Failed at once."""
+        run = self._run(handle)
+        with run.lock:
+            if run.done.is_set():
+                return
+            run.terminated = True
+            for name, outcome in run.outcomes.items():
+                if outcome.status == "running":
+                    run.outcomes[name] = CheckOutcome(name, "error", TERMINATED_MESSAGE)
+                elif outcome.status == "pending":
+                    run.outcomes[name] = CheckOutcome(name, "skipped", f"not run: {TERMINATED_MESSAGE}")
+            run.phase, run.message = "Failed", TERMINATED_MESSAGE
+            run.done.set()
+
+    # ---- conveniences -------------------------------------------------------------------
+
+    def wait(self, handle: str, timeout: float | None = None) -> WorkflowState:
+        """Block until the run ends and return its state. After ``timeout`` seconds the run
+        is terminated and a Failed state is returned (as the Argo engine does)."""
+        run = self._run(handle)
+        if not run.done.wait(timeout):
+            self.terminate(handle)
+            with run.lock:
+                if run.message == TERMINATED_MESSAGE:
+                    run.message = f"timed out after {timeout:g} s; {TERMINATED_MESSAGE}"
+        return self.poll(handle)
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _run(self, handle: str) -> _Run:
+        with self._lock:
+            run = self._runs.get(handle)
+        if run is None:
+            raise NotFoundError(f"no local validation run {handle!r}")
+        return run
+
+    def _execute(self, run: _Run) -> None:
+        with run.lock:
+            if run.terminated:
+                return
+            run.phase = "Running"
+        order = list(run.outcomes)
+        with ThreadPoolExecutor(max_workers=len(order), thread_name_prefix="check") as pool:
+            running: dict[Future[CheckOutcome], str] = {}
+            while True:
+                with run.lock:
+                    if not run.terminated and not any(o.status in FAILING for o in run.outcomes.values()):
+                        for name in order:
+                            ready = all(run.outcomes[d].status in PASSING for d in run.depends[name])
+                            if run.outcomes[name].status == "pending" and ready:
+                                run.outcomes[name] = CheckOutcome(name, "running")
+                                running[pool.submit(self._call, run.request, name)] = name
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    with run.lock:
+                        if not run.terminated:
+                            run.outcomes[name] = future.result()
+        self._finish(run)
+
+    def _call(self, request: ValidationRequest, check: str) -> CheckOutcome:
+        try:
+            outcome = self.runner(request, check)
+        except Exception as exc:  # a crashing check is an error outcome, never a pass
+            text = " ".join((str(exc) or type(exc).__name__).split())
+            return CheckOutcome(check, "error", f"{type(exc).__name__}: {text}")
+        if not isinstance(outcome, CheckOutcome):
+            return CheckOutcome(check, "error", f"the check runner returned {type(outcome).__name__}")
+        if outcome.status not in PASSING | FAILING:
+            return CheckOutcome(check, "error", f"the check runner returned status {outcome.status!r}")
+        return replace(outcome, check=check)
+
+    @staticmethod
+    def _finish(run: _Run) -> None:
+        with run.lock:
+            if run.terminated:
+                return
+            failed = next((o for o in run.outcomes.values() if o.status in FAILING), None)
+            for name, outcome in run.outcomes.items():
+                if outcome.status == "pending":
+                    reason = f"not run: {failed.check} {failed.status}" if failed else "not run"
+                    run.outcomes[name] = CheckOutcome(name, "skipped", reason)
+            run.phase = final_phase(tuple(run.outcomes.values()))
+            if failed is not None:
+                run.message = f"{failed.check} {failed.status}" + (f": {failed.summary}" if failed.summary else "")
+            run.done.set()

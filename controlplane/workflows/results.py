@@ -1,0 +1,47 @@
+"""The result structure both engines return: a ``WorkflowState`` whose ``checks`` hold one
+``CheckOutcome`` per requested check, in DAG order, with one status vocabulary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controlplane.ports import CheckOutcome, WorkflowState
+
+# Workflow phases (Argo's): Pending | Running | Succeeded | Failed | Error
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
+# Check statuses: passed | warning | failed | error (a check ran), pending | running (not yet),
+# skipped (will not run: a check it depends on failed, or the run was terminated).
+PASSING = frozenset({"passed", "warning"})
+FAILING = frozenset({"failed", "error"})
+CHECK_STATUSES = PASSING | FAILING | frozenset({"pending", "running", "skipped"})
+TERMINATED_MESSAGE = "terminated"
+
+
+def is_terminal(state: WorkflowState) -> bool:
+    return state.phase in TERMINAL_PHASES
+
+
+def final_phase(outcomes: tuple[CheckOutcome, ...]) -> str:
+    """Succeeded when every check passed (warnings allowed), Failed otherwise."""
+    return "Succeeded" if outcomes and all(o.status in PASSING for o in outcomes) else "Failed"
+
+
+def numeric_metrics(data: Any) -> dict[str, float]:
+    """The numeric entries of a metrics mapping (bools and non-numbers dropped)."""
+    if not isinstance(data, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def state_to_dict(state: WorkflowState) -> dict[str, Any]:
+    """JSON-friendly view of a state (``ctl validate -o json`` with an engine)."""
+    return {
+        "handle": state.handle,
+        "phase": state.phase,
+        "message": state.message,
+        "checks": [
+            {"check": o.check, "status": o.status, "summary": o.summary, "metrics": dict(o.metrics)}
+            for o in state.checks
+        ],
+    }
