@@ -1,0 +1,1 @@
+"""Application layer: use cases that combine the engine with the adapters."""

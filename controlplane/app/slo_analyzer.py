@@ -1,0 +1,56 @@
+"""The SLO analysis of a rollout step: the pure judge fed by a metric provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from controlplane.analysis.judge import analyze
+from controlplane.analysis.slo import SLOSpec, default_slo, load_slo, parse_slo
+from controlplane.engine import AnalysisVerdict, RolloutSpec, RolloutStatus
+from controlplane.errors import InputError
+from controlplane.ports import MetricProvider
+
+DEFAULT_LATENCY_THRESHOLD_S = 0.2
+
+
+def load_slo_file(path: Path) -> dict[str, Any]:
+    """Validate an SLO file; return the document to keep in the rollout's spec."""
+    import yaml
+
+    load_slo(path)  # one-line InputError naming the field when invalid
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def load_rollout_slo(spec: RolloutSpec) -> SLOSpec:
+    slo = default_slo(spec.model) if spec.slo is None else parse_slo(spec.slo, "rollout SLO")
+    if slo.model != spec.model:
+        raise InputError(f"the SLO is for model {slo.model!r}, not {spec.model!r}")
+    return slo
+
+
+def latency_threshold(slo: SLOSpec) -> float:
+    if slo.latency is not None and slo.latency.threshold_s is not None:
+        return slo.latency.threshold_s
+    return DEFAULT_LATENCY_THRESHOLD_S
+
+
+class SloAnalyzer:
+    """A reconcile.Analyzer: judges the canary (and canary vs stable) over windows ending now."""
+
+    def __init__(self, provider: MetricProvider, slo: SLOSpec) -> None:
+        self.provider = provider
+        self.slo = slo
+
+    def analyze(self, spec: RolloutSpec, status: RolloutStatus, now: float) -> AnalysisVerdict | None:
+        return analyze(
+            self.slo,
+            self.provider,
+            spec.model,
+            spec.version,
+            spec.stable_version,
+            now=now,
+            step_duration_s=spec.step_duration_s,
+        )

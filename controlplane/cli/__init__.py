@@ -1,0 +1,1 @@
+"""The thin `ctl` command line: parse, call the application layer, print."""

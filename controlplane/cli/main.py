@@ -1,0 +1,36 @@
+"""Entry point of `ctl`. Each command group lives in its own module exposing
+``register(app)``; heavy libraries are imported lazily inside the commands."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="ctl",
+    help="Canary rollouts for attention models: validate, shift traffic, judge against SLOs, roll back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+COMMAND_MODULES = (
+    "controlplane.cli.models",
+    "controlplane.cli.validate",
+    "controlplane.cli.rollouts",
+    "controlplane.cli.incidents",
+    "controlplane.cli.slo",
+    "controlplane.cli.controller",
+)
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The embedded local target: stable and canary served for real by onnxruntime."""
