@@ -62,7 +62,7 @@ def apply_actions(rollout_id: int, actions: Sequence[Action], edges: Edges, now:
     return events
 
 
-def _apply(rollout_id: int, action: Action, e: Edges, now: float) -> None:  # noqa: C901 - a flat dispatch
+def _apply(rollout_id: int, action: Action, e: Edges, now: float) -> None:
     target = e.target
     if isinstance(action, SetWeight):
         if action.weight > 0:

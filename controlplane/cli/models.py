@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
             output,
             rows,
             lambda: print_table(
-                "models", ["name", "versions", "aliases"], [[r["name"], _vs(r["versions"]), ", ".join(r["aliases"])] for r in rows]
+                "models",
+                ["name", "versions", "aliases"],
+                [[r["name"], _vs(r["versions"]), ", ".join(r["aliases"])] for r in rows],
             ),
         )
 

@@ -16,7 +16,7 @@ from controlplane.errors import EXIT_FAILED, InputError
 TARGETS = ("local", "kubernetes")
 
 
-def register(app: typer.Typer) -> None:  # noqa: C901 - one nested function per command
+def register(app: typer.Typer) -> None:
     @app.command("promote")
     @handle_errors
     def promote_cmd(

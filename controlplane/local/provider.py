@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from controlplane.local.samples import Sample, ServingMetrics
@@ -31,7 +33,7 @@ class LocalMetricProvider:
         error_ratios: list[float] = []
         step = self.sub_interval_s
         edges = np.arange(window.start, window.end + step, step)
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        for lo, hi in itertools.pairwise(edges):
             chunk = [s for s in samples if lo <= s.at < hi]
             if chunk:
                 latencies_ms.append(float(np.percentile([s.latency_s * 1000 for s in chunk], 95)))

@@ -118,7 +118,7 @@ def export_onnx(model_dir: Path | str, out: Path | str, *, output_attentions: bo
 
 
 def verify_export(model: Any, onnx_path: Path, tokenizer_json: Path, max_positions: int, attentions: bool) -> float:
-    """Max |torch − onnxruntime| over valid positions on a few texts; InputError above VERIFY_ATOL."""
+    """Max |torch - onnxruntime| over valid positions on a few texts; InputError above VERIFY_ATOL."""
     import onnxruntime as ort
     import torch
 
