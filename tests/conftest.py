@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.cluster.pytest_plugin",
     "tests.servers",
+    "tests.prometheus_fixture",
 ]
