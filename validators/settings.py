@@ -16,25 +16,75 @@ from controlplane.errors import InputError
 # --- tokenizer-parity -------------------------------------------------------------------
 @dataclass(frozen=True)
 class TokenizerParitySettings:
-    max_mismatches_reported: int = 5
+    max_mismatches_reported: int = 5  # first mismatching texts shown side by side
+    # Fraction of corpus texts allowed to tokenize differently. 0: any difference fails (a healthy
+    # model against its own tokenizer gives exactly 0; the lowercase-toggled one gives 0.70).
+    max_mismatch_rate: float = 0.0
+    # A difference in normalizer, pre-tokenizer, post-processor, vocabulary, special-token ids or
+    # WordPiece/BPE settings fails even when the corpus happens not to show it.
+    fail_on_config_difference: bool = True
+    # Set by the runner from --reference-tokenizer / --corpus (paths as strings; None: not given).
+    reference_tokenizer: str | None = None
+    corpus_file: str | None = None
 
 
 # --- quantization-accuracy --------------------------------------------------------------
 @dataclass(frozen=True)
 class QuantizationSettings:
-    min_mean_cosine: float = 0.99
+    """Quantized candidate vs its fp32 source, pooled (mean, L2-normalized) embeddings.
+
+    Measured on all-MiniLM-L6-v2, built-in corpus (120 texts, max_length 256): per-channel int8
+    mean 0.992 / p1 0.969 / min 0.945; onnxruntime's default per-tensor int8 mean 0.953 / p1 0.842 /
+    min 0.773; fp16 1.000. Each cosine floor sits between the two schemes.
+    """
+
+    min_mean_cosine: float = 0.98  # fail below: per-tensor 0.953, per-channel 0.992
+    warn_mean_cosine: float = 0.985  # warn below (still passes the gate)
+    min_p1_cosine: float = 0.95  # 1st percentile: per-tensor 0.842, per-channel 0.969
+    min_cosine: float = 0.90  # worst text: per-tensor 0.773, per-channel 0.945
+    max_abs_error: float = 0.25  # gross guard on unit vectors: per-tensor 0.097, per-channel 0.053
+    max_task_metric_drop: float = 0.02  # labelled file: 1-NN accuracy may drop this much (absolute)
+    min_top1_agreement: float = 0.95  # labelled file: same predicted label as the fp32 source
+    max_length: int = 256  # tokens per text (the local serving target truncates at 256)
+    corpus_file: str | None = None  # one text per line; replaces the built-in corpus
+    labelled_file: str | None = None  # JSONL {"text", "label"} or TSV text<TAB>label
 
 
 # --- head-collapse ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class HeadCollapseSettings:
-    pass
+    # Calibrated on all-MiniLM-L6-v2 (fp32, int8 per-channel, int8 per-tensor) with the built-in
+    # probe corpus; docs/validators.md has the measurements. Healthy maximum pairwise cosine
+    # between two heads' attention maps: 0.975 (layer 4, 19 pairs above 0.9); collapsed: 1.000.
+    identical_cosine: float = 0.99  # two heads at or above this are duplicates
+    max_duplicate_group: int = 2  # fail when more heads than this in one layer are duplicates of each other
+    max_layer_mean_similarity: float = 0.95  # healthy max 0.847; collapsed layer 1.000
+    uniform_entropy: float = 0.97  # normalized entropy at or above: uniform head (healthy max 0.887)
+    max_uniform_fraction: float = 0.5  # fail when at least this share of a layer's heads is uniform
+    dead_head_ratio: float = 0.05  # head output norm below this x model median: dead (healthy min 0.51)
+    max_dead_fraction: float = 0.5  # fail when at least this share of a layer's heads is dead
+    # Regression against the baseline version (same architecture): the largest int8 shift measured
+    # was +0.017 in a layer's mean similarity and 0.092 in one head's entropy.
+    max_mean_similarity_increase: float = 0.10  # collapsed layer: +0.25
+    max_entropy_shift: float = 0.15  # per head; warning only
+    max_probe_tokens: int = 128
 
 
 # --- long-seq-memory --------------------------------------------------------------------
 @dataclass(frozen=True)
 class LongSeqMemorySettings:
-    budget_fraction: float = 0.8
+    """Peak memory vs (sequence length, batch); see validators/long_seq_memory.py for where the
+    declared serving config comes from when ``max_seq_len``/``max_batch`` are not set here."""
+
+    budget_fraction: float = 0.8  # of device memory (CUDA total, or CPU RAM / cgroup limit)
+    budget_bytes: int | None = None  # absolute budget; overrides budget_fraction
+    headroom: float = 0.2  # declared config must fit with peak x (1 + headroom) <= budget
+    max_seq_len: int | None = None  # declared serving config (else version tags, then tokenizer)
+    max_batch: int | None = None
+    max_probes: int = 6  # fit + confirmation + verification probes, all included
+    probe_target_bytes: int = 64 << 20  # activation memory each fitting probe aims for (prior-guided)
+    verify_max: bool | None = None  # measure at the predicted max; None: on CUDA, or CPU if the budget is small
+    probe_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
