@@ -30,6 +30,7 @@ from controlplane.errors import (
 )
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 JSON = "application/json"
 
 RequestHook = Callable[[str, str, int, float], None]  # verb, resource, status code (0: no answer), seconds
@@ -234,6 +235,26 @@ class KubeClient:
         """JSON merge patch (RFC 7386): maps merge, lists are replaced, ``None`` removes a key."""
         path = resource_path(group, version, plural, namespace, name, subresource)
         return self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    def json_patch_custom(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        operations: list[dict[str, Any]],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        """JSON patch (RFC 6902): exact paths, so list items can be changed one field at a time.
+        A failed ``test`` operation (the object changed under us) is a TemporaryError: read again."""
+        path = resource_path(group, version, plural, namespace, name, subresource)
+        try:
+            return self.request("PATCH", path, body=operations, content_type=JSON_PATCH)
+        except InputError as exc:
+            if "test" in str(exc).lower():
+                raise TemporaryError(f"PATCH {path}: the object changed while patching ({exc})", delay=0.1) from exc
+            raise
 
     def replace_custom(
         self,

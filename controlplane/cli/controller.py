@@ -1,14 +1,67 @@
-"""Placeholder: the Kubernetes controller lands with issue #5."""
+"""`ctl controller run`: the Kubernetes controller for ModelRollout resources."""
 
 from __future__ import annotations
 
 import typer
 
+from controlplane.cli.common import handle_errors
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("controller", hidden=True)
-    def _placeholder() -> None:
-        """Not available yet."""
-        from controlplane.cli.common import not_available
+    group = typer.Typer(help="The Kubernetes controller (reconciles ModelRollout resources).", no_args_is_help=True)
+    app.add_typer(group, name="controller")
 
-        not_available("the Kubernetes controller", "issue #5")
+    @group.command("run")
+    @handle_errors
+    def run_cmd(
+        namespace: str = typer.Option(None, "--namespace", help="Watch one namespace (default: all)."),
+        kubeconfig: str = typer.Option(None, "--kubeconfig", help="Default: $KUBECONFIG, then in-cluster."),
+        leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect", help="Lease-based election."),
+        lease_namespace: str = typer.Option(None, "--lease-namespace", help="Default: $POD_NAMESPACE or default."),
+        lease_name: str = typer.Option("attn-controlplane-controller", "--lease-name"),
+        lease_duration: float = typer.Option(15.0, "--lease-duration", help="Seconds."),
+        identity: str = typer.Option(None, "--id", help="Default: $POD_NAME, else host_pid."),
+        workers: int = typer.Option(4, "--workers", min=1, max=64),
+        port: int = typer.Option(8080, "--port", help="/metrics, /healthz, /readyz; -1 disables."),
+        prometheus_url: str = typer.Option(None, "--prometheus-url", help="Judge steps on these metrics."),
+        validation: str = typer.Option("none", "--validation", help="none or argo (Argo Workflows gates)."),
+        log_level: str = typer.Option("INFO", "--log-level"),
+    ) -> None:
+        """Reconcile every ModelRollout until SIGTERM."""
+        import logging
+        import os
+        import signal
+
+        from controlplane.adapters.kube import KubeClient
+        from controlplane.app.controller import Controller, ControllerOptions, default_identity
+        from controlplane.app.kube_edges import PrometheusAnalyzer, TimedSteps, WorkflowGate
+        from controlplane.app.kube_reconcile import KubeEvents, Reconciler
+        from controlplane.errors import InputError
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        if validation not in ("none", "argo"):
+            raise InputError(f"unknown --validation {validation!r}: use none or argo")
+        ident = identity or os.environ.get("POD_NAME") or default_identity()
+        client = KubeClient(kubeconfig)
+        gate_factory = None
+        if validation == "argo":
+            from controlplane.adapters.argo import ArgoEngine
+
+            tracking = os.environ.get("MLFLOW_TRACKING_URI")
+            if not tracking:
+                raise InputError("--validation argo needs MLFLOW_TRACKING_URI (the registry the workflow reads)")
+            engine = ArgoEngine(client, mlflow_tracking_uri=tracking, namespace=namespace or "default")
+            gate_factory = lambda spec: WorkflowGate(engine, spec)  # noqa: E731
+        analyzer = PrometheusAnalyzer(prometheus_url) if prometheus_url else TimedSteps()
+        reconciler = Reconciler(client, analyzer, KubeEvents(client, ident), gate_factory=gate_factory)
+        options = ControllerOptions(
+            namespace=namespace, identity=ident, leader_elect=leader_elect,
+            lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            lease_name=lease_name, lease_duration_s=lease_duration, renew_deadline_s=lease_duration * 2 / 3,
+            workers=workers, port=None if port < 0 else port,
+        )
+        controller = Controller(client, reconciler, options)
+        signal.signal(signal.SIGTERM, lambda *_: controller.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: controller.stop.set())
+        code = controller.run()
+        raise typer.Exit(code)

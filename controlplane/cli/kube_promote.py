@@ -1,17 +1,66 @@
-"""`ctl promote --target kubernetes` and the intents on Kubernetes rollouts."""
+"""`ctl promote --target kubernetes` and the intents on Kubernetes rollouts.
+
+The namespace is ``$CONTROLPLANE_NAMESPACE`` (default ``default``); the cluster is the
+current kubeconfig context (``$KUBECONFIG``) or the in-cluster service account.
+"""
 
 from __future__ import annotations
 
-from controlplane.cli.common import OutputFormat
-from controlplane.errors import NotAvailableError
+import os
+from typing import Any
+
+import typer
+
+from controlplane.cli.common import OutputFormat, console, emit
+from controlplane.errors import EXIT_FAILED
+
+
+def _namespace() -> str:
+    return os.environ.get("CONTROLPLANE_NAMESPACE") or "default"
 
 
 def promote_kubernetes(
     ref: str, steps: str, step_duration: str, router: str | None, skip_validation: bool, alias: str, wait: bool,
     output: OutputFormat,
 ) -> None:
-    raise NotAvailableError("--target kubernetes is not wired in this build yet (issue #5)")
+    from controlplane.adapters.kube import KubeClient
+    from controlplane.app import kube_commands
+    from controlplane.cli.parsing import parse_duration, parse_steps
+    from controlplane.refs import parse_versioned_ref
+
+    parsed_steps = parse_steps(steps)
+    duration = parse_duration(step_duration, "--step-duration")
+    parsed = parse_versioned_ref(ref)
+    if skip_validation:
+        console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
+    client = KubeClient()
+    namespace = _namespace()
+    cr = kube_commands.promote(client, namespace, ref, steps=parsed_steps, step_duration_s=duration, router=router,
+                               skip_validation=skip_validation, alias=alias)
+    name = cr["metadata"]["name"]
+    if not wait:
+        emit(output, {"rollout": f"{namespace}/{name}", "ref": ref, "phase": "Pending"},
+             lambda: print(f"rollout {namespace}/{name} asked for {ref}"))
+        return
+
+    def show(status: dict[str, Any]) -> None:
+        if output is not OutputFormat.json and status.get("phase"):
+            console.print(f"{status.get('phase')}: {status.get('weight', 0)}% {status.get('message', '')}")
+
+    assert parsed.version is not None
+    final = kube_commands.wait(client, namespace, parsed.name, parsed.version, on_change=show)
+    emit(output, {"rollout": f"{namespace}/{name}", "ref": ref, **final},
+         lambda: console.print(f"rollout {namespace}/{name} {final.get('phase')}: {final.get('message')}"))
+    if final.get("phase") != "Promoted":
+        raise typer.Exit(EXIT_FAILED)
 
 
 def kube_intent(model: str, intent: str, output: OutputFormat) -> None:
-    raise NotAvailableError("--target kubernetes is not wired in this build yet (issue #5)")
+    from controlplane.adapters.kube import KubeClient
+    from controlplane.app import kube_commands
+
+    namespace = _namespace()
+    cr = kube_commands.intent(KubeClient(), namespace, model, intent)
+    name = cr["metadata"]["name"]
+    emit(output, {"rollout": f"{namespace}/{name}", "intent": intent},
+         lambda: print(f"{intent} requested on rollout {namespace}/{name}"))
