@@ -8,6 +8,7 @@ fp32 on the model's README lines, per-tensor mean 0.946 / p1 0.875, per-channel 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -18,6 +19,29 @@ from pathlib import Path
 from controlplane.models.onnx_graph import check_onnx
 
 QUANT_TAG = "quantization"  # registry tag naming the scheme: int8-per-channel | int8-per-tensor | fp16
+_NOISE = ("Please consider to run pre-processing", "Please consider pre-processing")
+
+
+class _DropPreprocessHint(logging.Filter):
+    """onnxruntime logs a pre-processing hint on the root logger for every quantization; the
+    exported graph needs none (symbolic shape inference would only fuse away the Softmax nodes the
+    head checks read), so the hint is noise for our users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_NOISE)
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    hint = _DropPreprocessHint()
+    root = logging.getLogger()
+    root.addFilter(hint)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(hint)
 
 
 @contextmanager
@@ -35,13 +59,13 @@ def _atomic(dst: Path) -> Iterator[Path]:
 
 
 def quantize_int8(src_onnx: Path | str, dst_onnx: Path | str, per_channel: bool = True) -> Path:
-    """Dynamic int8 quantization of the MatMul/Gemm weights; returns ``dst_onnx``."""
+    """Dynamic int8 quantization of the MatMul/Gemm weights (symmetric int8 weights, one scale per
+    output channel unless ``per_channel=False``); returns ``dst_onnx``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src_onnx), Path(dst_onnx)
     check_onnx(src)
-    with _atomic(dst) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _atomic(dst) as tmp, _quiet_quantizer():
         quantize_dynamic(
             src, tmp, per_channel=per_channel, weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul", "Gemm"],
