@@ -49,6 +49,7 @@ from controlplane.ports import ModelRegistry, RouteTarget
 log = logging.getLogger("controlplane.controller")
 HISTORY_LIMIT = 100
 COMPONENT = "attn-controlplane"
+QUIET_KINDS = frozenset({"Analysis", "AliasNotMoved"})  # kept in status.history, not mirrored as Events
 GateFactory = Callable[[RolloutSpec], ValidationGate]
 
 
@@ -240,6 +241,8 @@ class Reconciler:
                                            subresource="status")
         for entry in history:
             kind = entry["kind"]
+            if kind in QUIET_KINDS:
+                continue
             warn = kind in warning or kind in {"RolledBack", "Aborted", "Incident", "ValidationFailed", "WeightDrift"}
             self.events.emit(written, kind, entry["message"], warn)
         return Result(requeue, wrote=True, resource_version=(written.get("metadata") or {}).get("resourceVersion"))
