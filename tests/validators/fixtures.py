@@ -103,13 +103,65 @@ def build_variants(root: Path | None = None) -> dict[str, Path]:
         out["int8-per-channel"] = _build(root, "int8-per-channel", quantized(True))
         out["int8-per-tensor"] = _build(root, "int8-per-tensor", quantized(False))
         out["normalizer"] = _build(root, "normalizer", edited(lambda s, d: models.change_normalizer(s, d), False))
-        out["collapsed"] = _build(
-            root, "collapsed", edited(lambda s, d: models.collapse_heads(s, d, COLLAPSED_LAYER), True)
-        )
+        out["collapsed"] = _build(root, "collapsed", edited(lambda s, d: models.collapse_heads(s, d, COLLAPSED_LAYER), True))
         out["short-positions"] = _build(
             root, "short-positions", edited(lambda s, d: models.cut_positions(s, d, SHORT_POSITIONS), True)
         )
     return out
+
+
+def build_tiny(root: Path | None = None) -> Path:
+    """A randomly initialised 2-layer, 4-head BERT with MiniLM's tokenizer: a different architecture."""
+    root = root or cache_root()
+
+    def make(d: Path) -> None:
+        import torch
+        from transformers import BertConfig, BertModel
+
+        from controlplane import models
+
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=128, max_position_embeddings=512)  # fmt: skip
+        BertModel(config).save_pretrained(str(d))
+        src = models.minilm_dir()
+        for name in HF_FILES[1:]:
+            shutil.copy2(src / name, d / name)
+        models.export_onnx(d, d / "model.onnx")
+
+    with _locked(root):
+        return _build(root, "tiny", make)
+
+
+def build_broken(root: Path | None = None) -> dict[str, Path]:
+    """Bad-input artifacts: ``corrupt.onnx`` (truncated), ``plain.onnx`` (a text graph without attention)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    root = root or cache_root()
+    folder = root / "broken"
+    healthy = build_variants(root)["healthy"] / "model.onnx"
+    with _locked(root):
+        folder.mkdir(parents=True, exist_ok=True)
+        corrupt = folder / "corrupt.onnx"
+        if not corrupt.is_file():
+            with open(healthy, "rb") as fh:
+                corrupt.write_bytes(fh.read(1 << 20))
+        plain = folder / "plain.onnx"
+        if not plain.is_file():
+            graph = helper.make_graph(
+                [helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
+                 helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["ids_f", "mask_f"], ["last_hidden_state"])],
+                "plain",
+                [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+                 for n in ("input_ids", "attention_mask")],
+                [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence"])],
+            )  # fmt: skip
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            onnx.checker.check_model(model)
+            onnx.save(model, str(plain))
+    return {"corrupt": corrupt, "plain": plain}
 
 
 def under_test(name: str, path: Path) -> ModelUnderTest:
@@ -122,4 +174,6 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     for key, path in build_variants().items():
         print(f"{key:18s} {path}")
+    print(f"{'tiny':18s} {build_tiny()}")
+    print(build_broken())
     print(f"built in {time.perf_counter() - t0:.1f} s")
