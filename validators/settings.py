@@ -82,7 +82,7 @@ class LongSeqMemorySettings:
     max_seq_len: int | None = None  # declared serving config (else version tags, then tokenizer)
     max_batch: int | None = None
     max_probes: int = 6  # fit + confirmation + verification probes, all included
-    probe_target_bytes: int = 64 << 20  # activation memory each fitting probe aims for (prior-guided)
+    probe_target_bytes: int = 128 << 20  # activation memory each fitting probe aims for (prior-guided)
     verify_max: bool | None = None  # measure at the predicted max; None: on CUDA, or CPU if the budget is small
     probe_timeout_s: float = 120.0
 
