@@ -31,7 +31,7 @@ from controlplane.adapters.routers.kserve import GROUP as KSERVE_GROUP
 from controlplane.adapters.routers.kserve import PLURAL as KSERVE_PLURAL
 from controlplane.adapters.routers.kserve import VERSION as KSERVE_VERSION
 from controlplane.adapters.routers.kserve import storage_uri
-from controlplane.errors import NotFoundError
+from controlplane.errors import NotFoundError, TemporaryError
 from controlplane.ports import RouteTarget, Workloads
 
 _URI_VERSION = re.compile(r"/(?:v)?(\d+)$")
@@ -67,6 +67,30 @@ def with_model_uri(template: Mapping[str, Any], uri: str) -> dict[str, Any]:
         env = [e for e in container.get("env") or [] if e.get("name") != MODEL_URI_ENV]
         container["env"] = [*env, {"name": MODEL_URI_ENV, "value": uri}]
     return out
+
+
+def rolled_out(deployment: Mapping[str, Any]) -> bool:
+    """The Deployment's current spec is fully rolled out: every replica updated and available."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    want = int(spec.get("replicas", 1))
+    generation = int((deployment.get("metadata") or {}).get("generation", 0))
+    return (
+        int(status.get("observedGeneration", 0)) >= generation
+        and int(status.get("updatedReplicas", 0)) >= want
+        and int(status.get("availableReplicas", 0)) >= want
+        and int(status.get("replicas", 0)) == want
+    )
+
+
+def require_rolled_out(deployment: Mapping[str, Any], what: str) -> None:
+    if not rolled_out(deployment):
+        name = (deployment.get("metadata") or {}).get("name")
+        status = deployment.get("status") or {}
+        raise TemporaryError(
+            f"waiting for {what} Deployment {name} to be available "
+            f"({status.get('availableReplicas', 0)}/{(deployment.get('spec') or {}).get('replicas', 1)})",
+            delay=1.0,
+        )
 
 
 def canary_deployment(
@@ -129,7 +153,7 @@ class DeploymentWorkloads:
             canary = self.client.get_deployment(ns, canary_name(stable_name))
         except NotFoundError:
             replicas = total if self.scale_canary else 0
-            self.client.create_deployment(ns, canary_deployment(stable, uri, replicas, owner))
+            canary = self.client.create_deployment(ns, canary_deployment(stable, uri, replicas, owner))
         else:
             patch: dict[str, Any] = {}
             if served_uri(canary) != uri:
@@ -139,9 +163,11 @@ class DeploymentWorkloads:
             if self.scale_canary and (canary.get("spec") or {}).get("replicas") != total:
                 patch.setdefault("spec", {})["replicas"] = total
             if patch:
-                self.client.patch_deployment(ns, canary_name(stable_name), patch)
+                canary = self.client.patch_deployment(ns, canary_name(stable_name), patch)
         if self.with_service:
             self._ensure_service(target, owner)
+        if self.scale_canary:  # shift traffic only to pods that serve: wait for the canary
+            require_rolled_out(canary, "canary")
 
     def _ensure_service(self, target: RouteTarget, owner: Mapping[str, Any] | None) -> None:
         service = str(target.options.get("service") or required_option(target, "deployment"))
@@ -152,6 +178,12 @@ class DeploymentWorkloads:
             self.client.create_service(target.namespace, canary_service(stable, owner))
 
     def promote(self, target: RouteTarget) -> None:
+        self.promote_stable(target)
+        self.retire_canary(target)
+
+    def promote_stable(self, target: RouteTarget) -> None:
+        """Stable serves the canary's version at full size; TemporaryError until it is available
+        (so that traffic returns to stable only once stable can take it)."""
         ns, stable_name = target.namespace, required_option(target, "deployment")
         stable = self.client.get_deployment(ns, stable_name)
         uri = model_uri(target, target.canary_version)
@@ -164,8 +196,8 @@ class DeploymentWorkloads:
             patch.setdefault("spec", {})["replicas"] = total
         if patch:
             patch["metadata"] = {"resourceVersion": (stable.get("metadata") or {}).get("resourceVersion")}
-            self.client.patch_deployment(ns, stable_name, patch)
-        self.retire_canary(target)
+            stable = self.client.patch_deployment(ns, stable_name, patch)
+        require_rolled_out(stable, "stable")
 
     def retire_canary(self, target: RouteTarget) -> None:
         ns, name = target.namespace, canary_name(required_option(target, "deployment"))

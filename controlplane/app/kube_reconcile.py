@@ -200,8 +200,15 @@ class Reconciler:
                 router.reset(target)
                 workloads.retire_canary(target)
             elif isinstance(action, FinalizePromotion):
-                workloads.promote(target)
-                router.reset(target)
+                # stable on the new version and available, then traffic back to it, then the canary down
+                promote_stable = getattr(workloads, "promote_stable", None)
+                if promote_stable is not None:
+                    promote_stable(target)
+                    router.reset(target)
+                    workloads.retire_canary(target)
+                else:
+                    workloads.promote(target)
+                    router.reset(target)
             elif isinstance(action, SetAlias):
                 if self.registry is not None:
                     self.registry.set_alias(action.model, action.alias, action.version)

@@ -52,6 +52,20 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "condi
         time.sleep(every)
 
 
+def until_ready(action: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Call ``action`` until it stops raising TemporaryError (e.g. waiting for pods)."""
+    from controlplane.errors import TemporaryError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except TemporaryError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def stable_objects(namespace: str, version: int = 2, replicas: int = 4, name: str = "minilm") -> list[dict[str, Any]]:
     """The example's Deployment and Service, in ``namespace``."""
     docs = list(yaml.safe_load_all((MANIFESTS / "example" / "workload.yaml").read_text()))

@@ -13,7 +13,7 @@ from controlplane.adapters.kube_workloads import make_workloads, served_uri
 from controlplane.adapters.routers import make_router
 from controlplane.errors import InputError
 from controlplane.ports import RouteTarget
-from tests.k8s.conftest import apply, http_route, inference_service, stable_objects, virtual_service
+from tests.k8s.conftest import apply, http_route, inference_service, stable_objects, until_ready, virtual_service
 
 pytestmark = pytest.mark.k8s
 STEPS = (5, 25, 50, 100)
@@ -43,7 +43,7 @@ def test_gateway_api_httproute_weights(k8s_cluster: Any, k8s_namespace: str, kub
     t = target(ns, httpRoute="minilm")
     router, workloads = make_router("gateway-api", kube), make_workloads("gateway-api", kube)
     before = kube.get_custom("gateway.networking.k8s.io", "v1", "httproutes", ns, "minilm")
-    workloads.ensure_canary(t)
+    until_ready(lambda: workloads.ensure_canary(t))
     for weight in STEPS:
         router.set_weight(t, weight)
         route = kube.get_custom("gateway.networking.k8s.io", "v1", "httproutes", ns, "minilm")
@@ -54,7 +54,7 @@ def test_gateway_api_httproute_weights(k8s_cluster: Any, k8s_namespace: str, kub
         # only the weights (and the added backendRef) differ from what the user applied
         assert strip(route, ("spec", "rules")) == strip(before, ("spec", "rules"))
         assert route["spec"]["rules"][0]["matches"] == before["spec"]["rules"][0]["matches"]
-    workloads.promote(t)
+    until_ready(lambda: workloads.promote(t))
     router.reset(t)
     refs = kube.get_custom("gateway.networking.k8s.io", "v1", "httproutes", ns, "minilm")["spec"]["rules"][0][
         "backendRefs"]
@@ -120,7 +120,7 @@ def test_replica_ratio_replicas(k8s_cluster: Any, k8s_namespace: str, kube: Kube
     apply(k8s_cluster, *stable_objects(ns, replicas=4))
     t = target(ns)
     router, workloads = make_router("replica-ratio", kube), make_workloads("replica-ratio", kube)
-    workloads.ensure_canary(t)
+    until_ready(lambda: workloads.ensure_canary(t))
     assert kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"] == 0
     expected = {5: (3, 1), 25: (3, 1), 50: (2, 2), 100: (0, 4)}
     for weight in STEPS:
@@ -129,7 +129,7 @@ def test_replica_ratio_replicas(k8s_cluster: Any, k8s_namespace: str, kube: Kube
                     kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"])
         assert replicas == expected[weight]
         assert router.get_weight(t) == weight
-    workloads.promote(t)
+    until_ready(lambda: workloads.promote(t))
     router.reset(t)
     assert kube.get_deployment(ns, "minilm")["spec"]["replicas"] == 4
     assert kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"] == 0
