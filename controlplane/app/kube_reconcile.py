@@ -57,6 +57,10 @@ class Events(Protocol):
     def emit(self, cr: Mapping[str, Any], kind: str, message: str, warning: bool) -> None: ...
 
 
+class Audit(Protocol):
+    def sync(self, cr: Mapping[str, Any]) -> None: ...
+
+
 @dataclass
 class Result:
     requeue_after: float | None
@@ -75,8 +79,9 @@ class Reconciler:
         registry: ModelRegistry | None = None,
         can_write: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
+        audit: Audit | None = None,
     ) -> None:
-        self.client, self.analyzer, self.events = client, analyzer, events
+        self.client, self.analyzer, self.events, self.audit = client, analyzer, events, audit
         self.gate_factory, self.registry, self.can_write, self.clock = gate_factory, registry, can_write, clock
 
     def reconcile(self, namespace: str, name: str) -> Result:
@@ -237,8 +242,13 @@ class Reconciler:
         body = cr_.status_body(cr, status, stable)
         body["version"] = cr_.spec_of(cr).get("version")
         old_history = [] if fresh else list(stored.get("history") or [])
+        seq = int(old_history[-1].get("seq", len(old_history) - 1)) + 1 if old_history else 0
+        for offset, entry in enumerate(history):
+            entry["seq"] = seq + offset  # gap-free numbering: the audit mirror checks it
         body["history"] = (old_history + history)[-HISTORY_LIMIT:]
         if _prune(body) == _prune(stored):
+            if self.audit is not None:
+                self.audit.sync(cr)
             return Result(requeue)
         if not self.can_write():
             return Result(None)
@@ -246,6 +256,8 @@ class Reconciler:
         meta = cr["metadata"]
         written = self.client.patch_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, meta["namespace"], meta["name"], patch,
                                            subresource="status")
+        if self.audit is not None:
+            self.audit.sync(written)
         for entry in history:
             kind = entry["kind"]
             if kind in QUIET_KINDS:

@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8080, "--port", help="/metrics, /healthz, /readyz; -1 disables."),
         prometheus_url: str = typer.Option(None, "--prometheus-url", help="Judge steps on these metrics."),
         validation: str = typer.Option("none", "--validation", help="none or argo (Argo Workflows gates)."),
+        audit_db: str = typer.Option(None, "--audit-db", envvar="CONTROLPLANE_DB_URL",
+                                     help="SQL store mirroring every rollout's history (the audit log)."),
         log_level: str = typer.Option("INFO", "--log-level"),
     ) -> None:
         """Reconcile every ModelRollout until SIGTERM."""
@@ -53,7 +55,16 @@ def register(app: typer.Typer) -> None:
             engine = ArgoEngine(client, mlflow_tracking_uri=tracking, namespace=namespace or "default")
             gate_factory = lambda spec: WorkflowGate(engine, spec)  # noqa: E731
         analyzer = PrometheusAnalyzer(prometheus_url) if prometheus_url else TimedSteps()
-        reconciler = Reconciler(client, analyzer, KubeEvents(client, ident), gate_factory=gate_factory)
+        audit = None
+        if audit_db:
+            from dataclasses import replace
+
+            from controlplane.app.context import Context
+            from controlplane.app.kube_audit import StoreAudit
+            from controlplane.settings import load_settings
+
+            audit = StoreAudit(Context(replace(load_settings(), db_url=audit_db)).store)
+        reconciler = Reconciler(client, analyzer, KubeEvents(client, ident), gate_factory=gate_factory, audit=audit)
         options = ControllerOptions(
             namespace=namespace, identity=ident, leader_elect=leader_elect,
             lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",

@@ -129,18 +129,36 @@ def test_sigkill_mid_rollout_converges_without_skipping_or_repeating(
     for name in names:
         kube.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns,
                            rollout(ns, "gateway-api", steps=(10, 20, 40, 60, 80, 100), step_s=1.0, name=name))
+    audit_db = f"sqlite:///{tmp_path / 'audit.db'}"
     for kills, delay in enumerate((0.3, 1.1, 2.3, 3.7)):  # different points of the rollouts
-        proc = ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, ident=f"k{kills}")
+        proc = ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, ident=f"k{kills}", audit_db=audit_db)
         controllers.append(proc)
         time.sleep(2.5 + delay)  # start-up, then some progress
         proc.kill()
-    controllers.append(ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, ident="final"))
+    final = ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, ident="final", audit_db=audit_db)
+    controllers.append(final)
+    crs = {}
     for name in names:
         cr = wait_for(phase_is(kube, ns, "Promoted", name=name), 120, f"{name} promoted")
         assert steps_started(cr) == [0, 1, 2, 3, 4, 5], cr["status"]["history"]
         kinds = [e["kind"] for e in cr["status"]["history"]]
         assert kinds.count("Promoted") == 1
+        assert [e["seq"] for e in cr["status"]["history"]] == list(range(len(kinds)))
         assert served_uri(kube.get_deployment(ns, name)) == "models:/minilm/3"
+        crs[cr["metadata"]["uid"]] = cr
+    assert final.terminate() == 0
+    # the SQL audit log mirrors every transition, with no gap and nothing twice
+    from controlplane.store import open_store
+
+    store = open_store(audit_db)
+    records = [r for r in store.list_rollouts("minilm") if r.spec.get("kubernetes", {}).get("uid") in crs]
+    assert len(records) == len(names)
+    for record in records:
+        history = crs[record.spec["kubernetes"]["uid"]]["status"]["history"]
+        events = store.list_events(record.id)
+        assert [e.evidence["seq"] for e in events] == [h["seq"] for h in history]
+        assert [e.kind for e in events] == [h["kind"] for h in history]
+        assert record.status["phase"] == "Promoted"
 
 
 def test_two_replicas_only_the_leader_writes_and_handover(
