@@ -116,10 +116,10 @@ def apply(k8s_cluster: Any, *docs: dict[str, Any]) -> None:
 
 
 def rollout(namespace: str, router: str, version: int = 3, steps: tuple[int, ...] = (25, 50, 100),
-            step_s: float = 1.0, name: str = "minilm") -> dict[str, Any]:
+            step_s: float = 1.0, name: str = "minilm", model: str = "minilm") -> dict[str, Any]:
     options = {"gateway-api": {"httpRoute": name}, "istio": {"virtualService": "minilm"},
                "kserve": {"inferenceService": "minilm"}, "replica-ratio": {}}[router]
-    body = cr_.rollout_manifest(name, namespace, "minilm", version, deployment=None if router == "kserve" else name,
+    body = cr_.rollout_manifest(name, namespace, model, version, deployment=None if router == "kserve" else name,
                                 router={"type": router, **options}, steps=steps, step_duration_s=step_s,
                                 analysis_interval_s=0.25, skip_validation=True, service=None)
     return body

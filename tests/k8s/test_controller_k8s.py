@@ -128,7 +128,8 @@ def test_sigkill_mid_rollout_converges_without_skipping_or_repeating(
         apply(k8s_cluster, *stable_objects(ns, name=name), http_route(ns, name=name))
     for name in names:
         kube.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns,
-                           rollout(ns, "gateway-api", steps=(10, 20, 40, 60, 80, 100), step_s=1.0, name=name))
+                           rollout(ns, "gateway-api", steps=(10, 20, 40, 60, 80, 100), step_s=1.0, name=name,
+                                   model=name))
     audit_db = f"sqlite:///{tmp_path / 'audit.db'}"
     for kills, delay in enumerate((0.3, 1.1, 2.3, 3.7)):  # different points of the rollouts
         proc = ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, ident=f"k{kills}", audit_db=audit_db)
@@ -151,7 +152,7 @@ def test_sigkill_mid_rollout_converges_without_skipping_or_repeating(
     from controlplane.store import open_store
 
     store = open_store(audit_db)
-    records = [r for r in store.list_rollouts("minilm") if r.spec.get("kubernetes", {}).get("uid") in crs]
+    records = [r for r in store.list_rollouts() if r.spec.get("kubernetes", {}).get("uid") in crs]
     assert len(records) == len(names)
     for record in records:
         history = crs[record.spec["kubernetes"]["uid"]]["status"]["history"]
