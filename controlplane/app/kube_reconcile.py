@@ -43,11 +43,12 @@ from controlplane.engine.types import (
     StartValidation,
     TerminateValidation,
 )
-from controlplane.errors import ControlPlaneError, NotFoundError
+from controlplane.errors import ControlPlaneError, InputError, NotFoundError
 from controlplane.ports import ModelRegistry, RouteTarget
 
 log = logging.getLogger("controlplane.controller")
 HISTORY_LIMIT = 100
+NOT_LEADER_RETRY_S = 1.0  # leadership in doubt (a renewal late): look again soon, write nothing now
 COMPONENT = "attn-controlplane"
 QUIET_KINDS = frozenset({"Analysis", "AliasNotMoved"})  # kept in status.history, not mirrored as Events
 GateFactory = Callable[[RolloutSpec], ValidationGate]
@@ -107,7 +108,7 @@ class Reconciler:
         obs = self._observe(spec, status, target, router, gate, now)
         decision = decide(spec, status, obs, now)
         if not self.can_write():
-            return Result(None)
+            return Result(NOT_LEADER_RETRY_S)
         history = self._apply(decision.actions, spec, target, router, gate, decision.status, now)
         return self._write(cr, decision.status, stable, history, now, decision.requeue_after)
 
@@ -137,7 +138,7 @@ class Reconciler:
         router, gate = make_router(spec.router, self.client), self._gate(spec)
         decision = decide(spec, fresh, Observations(), now)
         if not self.can_write():
-            return Result(None)
+            return Result(NOT_LEADER_RETRY_S)
         history = self._apply(decision.actions, spec, target, router, gate, decision.status, now)
         return self._write(cr, decision.status, stable, history, now, decision.requeue_after, fresh=True)
 
@@ -162,8 +163,11 @@ class Reconciler:
             spec = cr_.engine_spec(cr, stable)
             try:
                 make_router(kind, self.client).get_weight(cr_.route_target(cr, spec))
-            except (NotFoundError, ControlPlaneError) as exc:
+            except InputError as exc:  # missing or unusable route; API trouble propagates and is retried
                 problems.append(f"router {kind}: {exc}")
+            if stable is None:
+                problems.append("cannot tell which version stable serves: set spec.stableVersion, or the "
+                                "rollouts.attn-controlplane.dev/model-uri annotation on its pod template")
             if stable == spec.version:
                 problems.append(f"{spec.model}:v{spec.version} is already the stable version")
             if not spec.skip_validation and self.gate_factory is None:
@@ -251,7 +255,7 @@ class Reconciler:
                 self.audit.sync(cr)
             return Result(requeue)
         if not self.can_write():
-            return Result(None)
+            return Result(NOT_LEADER_RETRY_S)
         patch = {"metadata": {"resourceVersion": cr["metadata"]["resourceVersion"]}, "status": body}
         meta = cr["metadata"]
         written = self.client.patch_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, meta["namespace"], meta["name"], patch,

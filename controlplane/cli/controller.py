@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
             namespace=namespace, identity=ident, leader_elect=leader_elect,
             lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
             lease_name=lease_name, lease_duration_s=lease_duration, renew_deadline_s=lease_duration * 2 / 3,
+            retry_s=min(2.0, lease_duration / 4),
             workers=workers, port=None if port < 0 else port,
         )
         controller = Controller(client, reconciler, options)
