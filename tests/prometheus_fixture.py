@@ -293,3 +293,91 @@ def metric_exporter() -> Iterator[Callable[[], MetricExporter]]:
     yield make
     for exporter in made:
         exporter.stop()
+
+
+# ---- a store-backed local rollout judged on Prometheus (tests and benchmarks) ----------
+
+
+@dataclass
+class RolloutRun:
+    """What one driven rollout did: the final record, when the canary first failed a request (the
+    first bad sample), when the router's canary weight went back to 0 after traffic had moved."""
+
+    record: Any
+    first_bad_at: float | None = None
+    weight_zero_at: float | None = None
+    first_breach_scrape_at: float | None = None
+    turns: int = 0
+
+
+def drive_rollout(
+    ctx: Any,
+    rollout_id: int,
+    *,
+    prometheus_bin: str | None = None,
+    rate: float = 20.0,
+    workers: int = 2,
+    timeout_s: float = 180.0,
+    stop_prometheus_after_s: float | None = None,
+) -> RolloutRun:
+    """Drive a local rollout (real onnxruntime fleet and weighted router from ``controlplane.local``) through
+    the application's ``reconcile_once`` with the SloAnalyzer reading a real Prometheus that scrapes the
+    fleet's exporter. ``stop_prometheus_after_s``: kill Prometheus that long after the canary gets traffic."""
+    from controlplane.adapters.prometheus import PrometheusProvider
+    from controlplane.app.executor import Edges
+    from controlplane.app.gate import ValidatorsGate
+    from controlplane.app.incident_sink import StoreIncidentSink
+    from controlplane.app.local_run import route_target
+    from controlplane.app.reconcile import reconcile_once
+    from controlplane.app.slo_analyzer import SloAnalyzer, latency_threshold, load_rollout_slo
+    from controlplane.engine import RolloutSpec
+    from controlplane.local.corpus import default_corpus
+    from controlplane.local.target import LocalTarget
+
+    record = ctx.store.get_rollout(rollout_id)
+    spec = RolloutSpec.from_dict(record.spec)
+    slo = load_rollout_slo(spec)
+    target = route_target(record)
+    port = free_port()
+    local = LocalTarget(spec.model, ctx.registry, default_corpus(), rate, workers, latency_threshold(slo), port, ctx.clock)
+    edges = Edges(target, local.router, local.workloads, ctx.registry, ValidatorsGate(ctx, spec, "cpu"),
+                  StoreIncidentSink(ctx.store), ctx.store)
+    local.start(target)
+    server = PrometheusServer([f"127.0.0.1:{port}"], binary=prometheus_bin).start()
+    provider = PrometheusProvider(server.url, slo, step_duration_s=spec.step_duration_s)
+    run = RolloutRun(record)
+    moved_at: float | None = None
+    try:
+        server.wait_for_targets()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            outcome = reconcile_once(rollout_id, edges, SloAnalyzer(provider, slo), ctx.now())
+            run.turns += 1
+            weight = local.router.get_weight(target)
+            if weight > 0 and moved_at is None:
+                moved_at = time.monotonic()
+            if moved_at is not None and weight == 0 and run.weight_zero_at is None:
+                run.weight_zero_at = time.time()
+            late = moved_at is not None and time.monotonic() - moved_at >= (stop_prometheus_after_s or 0.0)
+            if stop_prometheus_after_s is not None and late and server.running:
+                server.stop()
+            if outcome.decision.requeue_after is None or outcome.decision.status.phase.value == "Paused":
+                break
+            time.sleep(min(outcome.decision.requeue_after, 0.5))
+        run.record = ctx.store.get_rollout(rollout_id)
+        bad = [s.at for s in local.metrics.window(spec.version, 0.0, float("inf")) if not s.ok]
+        run.first_bad_at = min(bad) if bad else None
+        if server.running and bad:
+            run.first_breach_scrape_at = _first_scrape(server, spec.model, spec.version)
+        return run
+    finally:
+        provider.close()
+        local.stop()
+        server.cleanup()
+
+
+def _first_scrape(server: PrometheusServer, model: str, version: int) -> float | None:
+    """Timestamp of the first scrape that saw a failed canary request."""
+    expr = f'model_requests_total{{model="{model}",version="{version}",role="canary",outcome="error"}}[1h]'
+    samples = [float(ts) for series in server.query(expr) for ts, value in series["values"] if float(value) > 0]
+    return min(samples) if samples else None

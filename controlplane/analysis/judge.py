@@ -7,7 +7,9 @@
 - FAIL ``baseline-regression``: the canary is significantly and materially worse than stable
   (Mann-Whitney U on per-sub-interval latency and error ratio), even when the absolute SLO holds.
 - INCONCLUSIVE ``prometheus-unavailable``: the metric source failed. INCONCLUSIVE ``canary-inconclusive``:
-  too few requests or sub-intervals, NaN, empty or partial data. Never PASS on missing data.
+  too few canary requests or sub-intervals, NaN, empty or partial data. Never PASS on missing canary data.
+- A stable version with too little traffic to compare with (the 100 % step sends it none) skips the
+  comparison, noted in the evidence (``comparison_note``); the canary's own SLO burn still decides.
 - PASS otherwise.
 """
 
@@ -165,8 +167,6 @@ def judge(
         source_failed = any(o.error is not None for o in others)
         mode = PROMETHEUS_UNAVAILABLE if source_failed else CANARY_INCONCLUSIVE
         return _verdict(Verdict.INCONCLUSIVE, mode, unknown[0].reason, evidence)
-    if compare_note and slo.canary.compare.enabled and observation.stable is not None:
-        return _verdict(Verdict.INCONCLUSIVE, CANARY_INCONCLUSIVE, compare_note, evidence)
     insufficient = [c for c in comparisons if c.status == INSUFFICIENT]
     if insufficient:
         return _verdict(Verdict.INCONCLUSIVE, CANARY_INCONCLUSIVE, "; ".join(c.reason for c in insufficient), evidence)

@@ -172,6 +172,16 @@ def test_missing_or_broken_data_is_never_a_pass(name: str, mutate, mode: str) ->
     assert result.failure_mode == mode, (name, result.reason)
 
 
+def test_no_stable_traffic_skips_the_comparison() -> None:
+    """At the 100 % step stable serves nothing: the canary's own SLO decides, and the evidence says so."""
+    primary, others = observations(Traffic(), Traffic(rps=0.0))
+    result = judge(SLO, primary, others=others, step_duration_s=STEP)
+    assert result.verdict is Verdict.PASS, result.reason
+    assert "too little stable data" in result.evidence["comparison_note"]
+    primary, others = observations(Traffic(errors=0.05), Traffic(rps=0.0))
+    assert judge(SLO, primary, others=others, step_duration_s=STEP).failure_mode == SLO_BURN_ERRORS
+
+
 def test_errors_beat_missing_data() -> None:
     """A burning canary is rolled back even when some other window could not be read."""
     primary, others = observations(Traffic(errors=1.0))
