@@ -6,9 +6,10 @@ exit 2, nothing recorded), runs the checks (a check that raises becomes ``error`
 then logs ONE run to the registry (params, metrics prefixed by check, artifacts), sets the version
 tags ``validation.status`` and ``validation.<check>`` and stores one row per check in the state store.
 
-Which reference each check gets: quantization-accuracy compares against the fp32 source named by the
-candidate's ``lineage.source`` tag (set by ``ctl register --quantize``), else the baseline; every other
-check compares against the baseline (``--baseline``), or nothing.
+Which reference each check gets: quantization-accuracy compares a quantized candidate against the fp32
+source named by its ``lineage.source`` tag (set by ``ctl register --quantize``), else against an fp32
+baseline; an fp32 candidate gets no reference there (nothing was quantized). Every other check compares
+against the baseline (``--baseline``), or nothing.
 """
 
 from __future__ import annotations
@@ -90,10 +91,16 @@ def materialise(registry: ModelRegistry, mv: ModelVersion) -> ModelUnderTest:
     load_tokenizer(folder / "tokenizer.json")
     arch = architecture_from_config(read_json(folder / "config.json", "config"), f"{mv.ref} config.json")
     try:
-        check_attention_onnx(onnx_path, arch.layers)
+        info = check_attention_onnx(onnx_path, arch.layers)
     except InputError as exc:
         raise InputError(f"{mv.ref}: {exc}") from None
-    return ModelUnderTest(ref=mv.ref, model_dir=folder, onnx_path=onnx_path, tags=dict(mv.tags))
+    tags = dict(mv.tags)
+    tags.setdefault("quantization", "none" if info.precision == "fp32" else info.precision)
+    return ModelUnderTest(ref=mv.ref, model_dir=folder, onnx_path=onnx_path, tags=tags)
+
+
+def quantized(model: ModelUnderTest) -> bool:
+    return model.tags.get("quantization", "none") != "none"
 
 
 def _same_architecture(candidate: ModelUnderTest, reference: ModelUnderTest, role: str) -> None:
@@ -186,7 +193,10 @@ def run_checks(
     try:
         results = []
         for name in names:
-            reference = (source or baseline) if name == "quantization-accuracy" else baseline
+            reference = baseline
+            if name == "quantization-accuracy":  # the fp32 source; an fp32 candidate has nothing to compare
+                fp32_baseline = baseline if baseline is not None and not quantized(baseline) else None
+                reference = source or (fp32_baseline if quantized(candidate) else None)
             results.append(run_one(name, candidate, reference, settings, dev, root / name))
         report = ValidationReport(cand_mv.ref, baseline.ref if baseline else None, results, device=dev)
         report.run_id = _record(report, cand_mv, settings, registry, store, now, root, source, reference_tokenizer,

@@ -1,0 +1,146 @@
+"""`ctl validate` end to end: real registrations (SQLite MLflow), real checks, real subprocesses.
+
+Exit codes: 0 all pass, 1 any fails, 2 bad input (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controlplane.app.gate import run_gate
+from controlplane.engine.types import ValidationState
+
+from .conftest import Registered, ctl
+
+pytestmark = pytest.mark.slow
+MINE = "tokenizer-parity,head-collapse"
+
+
+def _json(proc) -> dict:  # type: ignore[no-untyped-def]
+    assert proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _bad_input(proc, *fragments: str) -> None:  # type: ignore[no-untyped-def]
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr and len(err.splitlines()) == 1, err
+    assert err.startswith("error:"), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def _statuses(data: dict) -> dict[str, str]:
+    return {r["check"]: r["status"] for r in data["results"]}
+
+
+def test_healthy_passes_and_is_recorded(registry: Registered) -> None:
+    ref = registry.ref("healthy")
+    proc = ctl(registry, "validate", ref, "--checks", MINE, "--device", "cpu", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = _json(proc)
+    assert data["status"] == "passed" and _statuses(data) == {"tokenizer-parity": "passed", "head-collapse": "passed"}
+    name, version = ref.split(":v")
+    mv = registry.ctx.registry.get_version(name, int(version))
+    assert mv.tags["validation.status"] == "passed"
+    assert mv.tags["validation.head-collapse"] == "passed"
+    assert mv.tags["validation.run_id"] == data["run_id"]
+    rows = registry.ctx.store.list_validations(name, int(version))
+    assert {r.check for r in rows if r.run_id == data["run_id"]} == {"tokenizer-parity", "head-collapse"}
+
+
+def test_collapsed_fails_with_heatmaps_in_mlflow(registry: Registered) -> None:
+    ref = registry.ref("collapsed")
+    proc = ctl(registry, "validate", ref, "--checks", MINE, "--baseline", registry.ref("healthy"), "-o", "json")
+    assert proc.returncode == 1, proc.stderr
+    data = _json(proc)
+    assert _statuses(data) == {"tokenizer-parity": "passed", "head-collapse": "failed"}
+    assert "did not pass validation: head-collapse" in proc.stderr
+
+    from mlflow import MlflowClient  # the test reads MLflow directly to see what a user would see
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{registry.home / 'mlflow.db'}")
+    run = client.get_run(data["run_id"])
+    assert run.data.metrics["head-collapse.layer3.mean_similarity"] > 0.999
+    assert run.data.params["baseline"] == registry.ref("healthy")
+    logged = {a.path for a in client.list_artifacts(data["run_id"], "head-collapse")}
+    assert {f"head-collapse/head-collapse-layer{i}.png" for i in range(6)} <= logged
+    assert "validation-report.json" in {a.path for a in client.list_artifacts(data["run_id"])}
+
+
+def test_normalizer_fails_against_the_production_alias(registry: Registered) -> None:
+    healthy = registry.ref("healthy")
+    name, version = healthy.split(":v")
+    registry.ctx.registry.set_alias(name, "production", int(version))
+    proc = ctl(registry, "validate", registry.ref("normalizer"), "--checks", "tokenizer-parity",
+               "--baseline", f"{name}@production")  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "tokenizer-parity" in proc.stdout and "failed" in proc.stdout
+
+
+def test_reference_tokenizer_and_short_positions(registry: Registered, tmp_path: Path) -> None:
+    training = registry.variant_dirs["healthy"] / "tokenizer.json"
+    ok = ctl(registry, "validate", registry.ref("healthy"), "--checks", "tokenizer-parity",
+             "--reference-tokenizer", str(training), "-o", "json")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    short = ctl(registry, "validate", registry.ref("short-positions"), "--checks", "tokenizer-parity", "-o", "json")
+    assert short.returncode == 1
+    findings = _json(short)["results"][0]["findings"]
+    assert any("64 position embeddings" in f for f in findings)
+
+
+def test_gate_call_of_the_rollout_loop(registry: Registered) -> None:
+    """The exact call controlplane/app/gate.py makes, on the collapsed version."""
+    name, version = registry.ref("collapsed").split(":v")
+    stable = int(registry.ref("healthy").split(":v")[1])
+    state, evidence = run_gate(registry.ctx, name, int(version), ("head-collapse",), stable, "cpu")
+    assert state is ValidationState.FAILED
+    assert evidence["failure_mode"] == "head-collapse"
+
+
+# ---- bad input: exit 2, one line ---------------------------------------------------------------
+
+
+def test_bad_refs_checks_and_devices(registry: Registered) -> None:
+    ref = registry.ref("healthy")
+    _bad_input(ctl(registry, "validate", "minilm"), "invalid model reference")
+    _bad_input(ctl(registry, "validate", "minilm:v999", "--checks", "tokenizer-parity"), "not found")
+    _bad_input(ctl(registry, "validate", ref, "--checks", "tokenizer-parity,vibes"), "unknown check 'vibes'")
+    _bad_input(ctl(registry, "validate", ref, "--device", "tpu"), "unknown device")
+    _bad_input(ctl(registry, "validate", ref, "--baseline", "minilm@nosuch", "--checks", "tokenizer-parity"),
+               "no alias")  # fmt: skip
+
+
+def test_cuda_absent_is_bad_input(registry: Registered) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present here")
+    _bad_input(ctl(registry, "validate", registry.ref("healthy"), "--device", "cuda"), "no CUDA GPU")
+
+
+def test_bad_corpus_files(registry: Registered, tmp_path: Path) -> None:
+    ref = registry.ref("healthy")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    _bad_input(ctl(registry, "validate", ref, "--checks", "tokenizer-parity", "--corpus", str(empty)), "is empty")
+    missing = tmp_path / "nope.txt"
+    _bad_input(ctl(registry, "validate", ref, "--checks", "tokenizer-parity", "--corpus", str(missing)),
+               "does not exist")  # fmt: skip
+    _bad_input(ctl(registry, "validate", ref, "--reference-tokenizer", str(missing)), "has no tokenizer")
+
+
+def test_broken_artifacts(registry: Registered, broken_files: dict[str, Path], tiny_dir: Path) -> None:
+    healthy_dir = registry.variant_dirs["healthy"]
+    no_tok = registry.register_files("broken", healthy_dir, tokenizer=False)
+    _bad_input(ctl(registry, "validate", no_tok, "--checks", MINE), "no tokenizer.json")
+    corrupt = registry.register_files("broken", healthy_dir, onnx=broken_files["corrupt"])
+    _bad_input(ctl(registry, "validate", corrupt, "--checks", MINE), "not a valid ONNX model")
+    plain = registry.register_files("broken", healthy_dir, onnx=broken_files["plain"])
+    _bad_input(ctl(registry, "validate", plain, "--checks", MINE), "not an attention model")
+    tiny = registry.register_files("tiny", tiny_dir)
+    _bad_input(ctl(registry, "validate", registry.ref("healthy"), "--checks", MINE, "--baseline", tiny),
+               "different architecture")  # fmt: skip
