@@ -17,6 +17,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -195,6 +196,11 @@ class MlflowRegistry:
                     break
             if not found:
                 self._require_model(name)
+            # search_model_versions leaves aliases out: take them from the registered model.
+            holders: dict[int, list[str]] = {}
+            for alias, version in (self._client.get_registered_model(name).aliases or {}).items():
+                holders.setdefault(int(version), []).append(alias)
+            found = [replace(v, aliases=tuple(sorted(holders.get(v.version, ())))) for v in found]
             return sorted(found, key=lambda v: v.version)
 
     def fetch(self, name: str, version: int) -> Path:

@@ -128,9 +128,20 @@ def _intent_command(app: typer.Typer, intent: str, doc: str) -> None:
             return
         from controlplane.app.context import open_context
         from controlplane.app.rollouts import request
+        from controlplane.app.runner_lease import is_driven
 
-        record = request(open_context(), model, intent)
-        emit(output, {"id": record.id, "intent": intent}, lambda: print(f"{intent} requested on rollout #{record.id}"))
+        ctx = open_context()
+        record = request(ctx, model, intent)
+        started = False
+        if record.spec.get("target", "local") == "local" and not is_driven(ctx.settings.home, record.id):
+            _spawn_runner(ctx.settings.home, record.id, 40.0, None)  # nobody drives it: a runner applies the intent
+            started = True
+        note = " (no runner was driving it: started one in the background)" if started else ""
+        emit(
+            output,
+            {"id": record.id, "intent": intent, "runner_started": started},
+            lambda: print(f"{intent} requested on rollout #{record.id}{note}"),
+        )
 
 
 def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: OutputFormat) -> None:
