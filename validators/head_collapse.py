@@ -278,5 +278,6 @@ def check(
         "baseline": reference.ref if reference else None,
         "layers": arch.layers,
         "heads": arch.heads,
+        "providers": _providers(device),  # onnxruntime without CUDA runs the probe on the CPU
     }
     return CheckResult(NAME, status, metrics, thresholds, findings, [*artifacts, stats_file], details)

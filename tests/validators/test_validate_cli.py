@@ -110,6 +110,9 @@ def test_bad_refs_checks_and_devices(registry: Registered) -> None:
     _bad_input(ctl(registry, "validate", "minilm:v999", "--checks", "tokenizer-parity"), "not found")
     _bad_input(ctl(registry, "validate", ref, "--checks", "tokenizer-parity,vibes"), "unknown check 'vibes'")
     _bad_input(ctl(registry, "validate", ref, "--device", "tpu"), "unknown device")
+    settings = registry.home / "bad-settings.yaml"
+    settings.write_text("head_colapse:\n  identical_cosine: 0.9\n")
+    _bad_input(ctl(registry, "validate", ref, "--settings", str(settings)), "unknown settings section 'head_colapse'")
     _bad_input(ctl(registry, "validate", ref, "--baseline", "minilm@nosuch", "--checks", "tokenizer-parity"),
                "no alias")  # fmt: skip
 
