@@ -144,6 +144,19 @@ def judge(
         )
     min_requests = slo.canary.min_requests
     if canary.requests < min_requests:
+        # Early certainty: if the bad events already burn above a rate even when every missing request up
+        # to min_requests would succeed, more data can only confirm it (the ratio is bad / max(n, min)).
+        early = [
+            _burn_check(o, w, observation, others, floor=min_requests)
+            for w in slo.burn_windows(step_duration_s)
+            for o in slo.objectives
+        ]
+        fired_early = [c for c in early if c.status == FIRED]
+        if fired_early:
+            evidence["burn"] = [c.to_evidence() for c in early]
+            first = max(fired_early, key=lambda c: (c.failure_mode == SLO_BURN_ERRORS, c.long_burn or 0.0))
+            reason = f"{first.reason}; certain before {min_requests:.0f} requests (ratios over max(requests, min))"
+            return _verdict(Verdict.FAIL, first.failure_mode, reason, evidence)
         got = f"{canary.requests:.0f} canary requests in {_span(observation)}"
         reason = f"too little data: {got}, need {min_requests:.0f}"
         return _verdict(Verdict.INCONCLUSIVE, CANARY_INCONCLUSIVE, reason, evidence)
@@ -180,14 +193,15 @@ def _verdict(verdict: Verdict, mode: str | None, reason: str, evidence: dict[str
     return AnalysisVerdict(verdict=verdict, reason=reason, failure_mode=mode, evidence=evidence)
 
 
-def _bad_ratio(objective: Objective, sample: VersionSample) -> float | None:
-    """The objective's bad-event ratio for a sample; None when it cannot be computed (no requests, NaN)."""
+def _bad_ratio(objective: Objective, sample: VersionSample, floor: float = 0.0) -> float | None:
+    """The objective's bad-event ratio for a sample, over max(requests, ``floor``); None when it cannot be
+    computed (no requests, NaN)."""
     if not _finite(sample.requests) or sample.requests <= 0:
         return None
     bad = sample.errors if objective.kind == "availability" else sample.requests - sample.latency_good
     if not _finite(bad):
         return None
-    return min(max(bad / sample.requests, 0.0), 1.0)
+    return min(max(bad / max(sample.requests, floor), 0.0), 1.0)
 
 
 def _find(length: float, primary: MetricObservation, others: Sequence[MetricObservation]) -> MetricObservation | None:
@@ -198,8 +212,13 @@ def _find(length: float, primary: MetricObservation, others: Sequence[MetricObse
 
 
 def _burn_check(
-    objective: Objective, window: BurnWindow, primary: MetricObservation, others: Sequence[MetricObservation]
+    objective: Objective,
+    window: BurnWindow,
+    primary: MetricObservation,
+    others: Sequence[MetricObservation],
+    floor: float = 0.0,
 ) -> BurnCheck:
+    """``floor``: a minimum request count over the long window (scaled to the short one) for the ratios."""
     label = f"{objective.kind} {window.burn:g}x over {format_duration(window.long_s)}&{format_duration(window.short_s)}"
 
     def unknown(reason: str, long_ratio: float | None = None) -> BurnCheck:
@@ -225,11 +244,11 @@ def _burn_check(
         if obs.canary is None:
             return unknown(f"no canary data in the {name} window")
     assert long_obs is not None and short_obs is not None and long_obs.canary and short_obs.canary
-    long_ratio = _bad_ratio(objective, long_obs.canary)
+    long_ratio = _bad_ratio(objective, long_obs.canary, floor)
     if long_ratio is None:
         return unknown(f"the canary's {objective.kind} ratio over the long window is not a number")
     long_burn = burn_rate(long_ratio, objective.target)
-    short_ratio = _bad_ratio(objective, short_obs.canary)
+    short_ratio = _bad_ratio(objective, short_obs.canary, floor * window.short_s / window.long_s)
     if short_ratio is None:
         if _finite(short_obs.canary.requests) and short_obs.canary.requests <= 0:
             short_ratio = 0.0  # no canary request in the short window: nothing is burning right now

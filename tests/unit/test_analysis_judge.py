@@ -99,6 +99,11 @@ def test_required_windows_scale_to_the_step() -> None:
         ("2x slower than stable, SLO holds", Traffic(latency_ms=40), None, Verdict.FAIL, BASELINE_REGRESSION),
         ("10% slower than stable: within tolerance", Traffic(latency_ms=22), None, Verdict.PASS, None),
         ("too little traffic", Traffic(rps=1.0), None, Verdict.INCONCLUSIVE, CANARY_INCONCLUSIVE),
+        # 30 requests, all failed: even if the 70 missing requests up to min_requests succeeded, 30 % > 1.44 %
+        ("too little traffic, certain burn", Traffic(rps=1.0, errors=1.0), None, Verdict.FAIL, SLO_BURN_ERRORS),
+        # 0.5 % errors on 1 rps: not yet certain to burn 14.4x, nor 6x over the 3 m & 15 s pair
+        ("too little traffic, few errors", Traffic(rps=1.0, errors=0.005), None, Verdict.INCONCLUSIVE,
+         CANARY_INCONCLUSIVE),
     ],
 )
 def test_judge_table(name: str, canary: Traffic, short: Traffic | None, verdict: Verdict | None, mode: str | None) -> None:
