@@ -38,7 +38,7 @@ from validators.settings import LongSeqMemorySettings, Settings
 
 NAME = "long-seq-memory"
 TAG_SEQ, TAG_BATCH = "serving.max_seq_len", "serving.max_batch"
-BASE_SEQ = 8
+MIN_FIT_SEQ = 16
 SMALL_BUDGET_FRACTION = 0.5  # CPU auto-verification only when the budget is under half the free memory
 MAX_TOKENIZER_LENGTH = 1_000_000  # HF's "no limit" sentinel is ~1e30
 Runner = Callable[[int, int, str], Probe]
@@ -80,17 +80,20 @@ def check(
         probes.append(result)
         return result
 
-    base = probe(1, min(BASE_SEQ, seq), "base")
-    if not base.ok:
-        return _finish(Status.FAILED if base.outcome != "error" else Status.ERROR, metrics, thresholds, details,
-                       [f"the model alone does not run within the budget: {base.outcome} {base.message}".strip()],
-                       probes, None, workdir, candidate.ref, (seq, batch), arch.max_positions, budget)
     pri = prior(arch.hidden, arch.heads)
     s_hi = arch.max_positions
-    s_lo = max(BASE_SEQ * 2, s_hi // 4)
-    for s in (s_hi, s_lo):
-        if len(probes) < cfg.max_probes:
-            probe(batch_for(pri, s, cfg.probe_target_bytes, cap=max(batch, 1)), s, "fit")
+    s_lo = max(MIN_FIT_SEQ, s_hi // 4)
+    for s in (s_lo, s_hi):
+        result = probe(batch_for(pri, s, cfg.probe_target_bytes, cap=max(batch, 1)), s, "fit")
+        if result.outcome == "error":
+            _explain_error(candidate, device)
+            return _finish(Status.ERROR, metrics, thresholds, details, [f"memory probe failed: {result.message}"],
+                           probes, None, workdir, candidate.ref, (seq, batch), arch.max_positions, budget)
+        if not result.ok and len(probes) == 1:  # the smallest probe already exceeds the budget
+            return _finish(Status.FAILED, metrics, thresholds, details,
+                           [f"a {result.batch}x{result.seq_len} probe exceeds the {_gib(budget)} budget "
+                            f"({result.outcome}): the declared {seq}x{batch} cannot fit"],
+                           probes, None, workdir, candidate.ref, (seq, batch), arch.max_positions, budget)
     curve, _ = fit(probes)
     predicted_declared = curve.peak(batch, seq)
     metrics["declared_predicted_bytes"] = predicted_declared
@@ -205,9 +208,8 @@ def _runner(candidate: ModelUnderTest, device: str, cfg: LongSeqMemorySettings, 
     budget_guard: list[float] = []
 
     if device == "cpu":
-        from controlplane.models.onnx_graph import check_attention_onnx
-
-        check_attention_onnx(candidate.onnx_path)
+        if not candidate.onnx_path.is_file():
+            raise InputError(f"{candidate.ref} has no ONNX model at {candidate.onnx_path}")
         total = cpu_memory_bytes()
         guard = float(cfg.budget_bytes) if cfg.budget_bytes else cfg.budget_fraction * total
         budget_guard.append(guard)
@@ -232,6 +234,14 @@ def _runner(candidate: ModelUnderTest, device: str, cfg: LongSeqMemorySettings, 
 
         return run_cuda, float(prober.total_bytes())
     raise InputError(f"unknown device {device!r} (cpu, cuda or cuda:N)")
+
+
+def _explain_error(candidate: ModelUnderTest, device: str) -> None:
+    """A probe that crashed: an unusable graph is bad input (InputError), anything else stays an error."""
+    if device == "cpu":
+        from controlplane.models.onnx_graph import check_attention_onnx
+
+        check_attention_onnx(candidate.onnx_path)  # raises InputError for corrupt or non-attention graphs
 
 
 def _require_cuda(device: str) -> None:

@@ -66,56 +66,71 @@ def batch_for(curve: Curve, seq: int, target: float, cap: int) -> int:
 
 
 def fit(probes: Sequence[Probe]) -> tuple[Curve, float]:
-    """Non-negative least-squares fit to the successful probes; (curve, max relative residual)."""
-    from scipy.optimize import nnls
+    """Non-negative least-squares fit; (curve, max relative residual over the probes' peaks).
 
+    Each successful probe gives its peak at (batch, seq) and, when known, the model-loaded memory as
+    an observation at batch 0 (that is what pins ``c0``).
+    """
     ok = [p for p in probes if p.ok]
     if not ok:
         raise ValueError("no successful probe to fit")
-    b = np.array([p.batch for p in ok], dtype=float)
-    s = np.array([p.seq_len for p in ok], dtype=float)
-    y = np.array([p.peak_bytes for p in ok], dtype=float)
+    rows = [(float(p.batch), float(p.seq_len), p.peak_bytes) for p in ok]
+    loaded = [p.loaded_bytes for p in ok if p.loaded_bytes == p.loaded_bytes]  # not NaN
+    if loaded:
+        rows.append((0.0, 0.0, float(np.median(loaded))))
+    b, s, y = (np.array(col) for col in zip(*rows, strict=True))
     design = np.stack([np.ones_like(b), b * s, b * s * s], axis=1)
     scale = np.maximum(design.max(axis=0), 1.0)  # columns span 1 … 1e7: scale for a well-posed solve
-    coef, _ = nnls(design / scale, y)
-    curve = Curve(*(float(c) for c in coef / scale))
-    predicted = np.array([curve.peak(bi, si) for bi, si in zip(b, s, strict=True)])
-    residual = float(np.max(np.abs(predicted - y) / y))
-    return curve, residual
+    coef = _nnls(design / scale, y) / scale
+    curve = Curve(*(float(c) for c in coef))
+    peaks = [(p.batch, p.seq_len, p.peak_bytes) for p in ok]
+    residual = max(abs(curve.peak(bi, si) - yi) / yi for bi, si, yi in peaks)
+    return curve, float(residual)
+
+
+def _nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Exact non-negative least squares for a few columns: the best of every column subset's fit."""
+    n = a.shape[1]
+    best, best_err = np.zeros(n), float(np.sum(y * y))
+    for mask in range(1, 1 << n):
+        cols = [i for i in range(n) if mask >> i & 1]
+        coef, *_ = np.linalg.lstsq(a[:, cols], y, rcond=None)
+        if np.all(coef >= 0):
+            full = np.zeros(n)
+            full[cols] = coef
+            err = float(np.sum((a @ full - y) ** 2))
+            if err < best_err:
+                best, best_err = full, err
+    return best
 
 
 def plot(path: Path, curve: Curve, probes: Sequence[Probe], *, budget: float, declared: tuple[int, int],
          max_positions: int, title: str) -> Path:
     """Peak memory against seq_len for the declared batch and batch 1, with the probes and the budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend, Agg for PNG
 
     seq_decl, batch_decl = declared
     gib = float(1 << 30)
     seqs = np.linspace(1, max_positions, 200)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    try:
-        for batch, style in ((batch_decl, "-"), (1, "--")):
-            ax.plot(seqs, [curve.peak(batch, s) / gib for s in seqs], style, label=f"fit, batch {batch}")
-        for p in probes:
-            marker = "o" if p.ok else "x"
-            value = p.peak_bytes if p.ok else budget
-            ax.scatter([p.seq_len], [value / gib], marker=marker, zorder=3)
-            ax.annotate(f"b{p.batch} {p.purpose or ''}".strip(), (p.seq_len, value / gib), fontsize=7,
-                        textcoords="offset points", xytext=(4, 4))
-        ax.axhline(budget / gib, color="red", linewidth=1, label=f"budget {budget / gib:.2f} GiB")
-        ax.axvline(max_positions, color="grey", linewidth=1, linestyle=":", label=f"{max_positions} positions")
-        ax.scatter([seq_decl], [curve.peak(batch_decl, seq_decl) / gib], marker="*", s=120, color="black",
-                   zorder=4, label=f"declared {seq_decl}x{batch_decl}")
-        ax.set_xlabel("sequence length (tokens)")
-        ax.set_ylabel("peak memory (GiB)")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.subplots()
+    for batch, style in ((batch_decl, "-"), (1, "--")):
+        ax.plot(seqs, [curve.peak(batch, s) / gib for s in seqs], style, label=f"fit, batch {batch}")
+    for p in probes:
+        marker = "o" if p.ok else "x"
+        value = p.peak_bytes if p.ok else budget
+        ax.scatter([p.seq_len], [value / gib], marker=marker, zorder=3)
+        ax.annotate(f"b{p.batch} {p.purpose or ''}".strip(), (p.seq_len, value / gib), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    ax.axhline(budget / gib, color="red", linewidth=1, label=f"budget {budget / gib:.2f} GiB")
+    ax.axvline(max_positions, color="grey", linewidth=1, linestyle=":", label=f"{max_positions} positions")
+    ax.scatter([seq_decl], [curve.peak(batch_decl, seq_decl) / gib], marker="*", s=120, color="black",
+               zorder=4, label=f"declared {seq_decl}x{batch_decl}")
+    ax.set_xlabel("sequence length (tokens)")
+    ax.set_ylabel("peak memory (GiB)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     return path

@@ -40,7 +40,8 @@ class Probe:
     seconds: float
     outcome: str  # ok | over-budget | oom | error
     message: str = ""
-    purpose: str = ""  # base | fit | declared | verify
+    purpose: str = ""  # fit | declared | verify
+    loaded_bytes: float = float("nan")  # peak once the model was loaded, before the forward pass
 
     @property
     def ok(self) -> bool:
@@ -106,10 +107,11 @@ def cpu_probe(onnx_path: Path, batch: int, seq_len: int, vocab: int, *, kill_abo
         last = (err.strip().splitlines() or ["no output"])[-1]
         return Probe(batch, seq_len, float("nan"), seconds, "error", f"exit {proc.returncode}: {last[:200]}", purpose)
     try:
-        peak = float(json.loads(out.strip().splitlines()[-1])["peak_bytes"])
+        data = json.loads(out.strip().splitlines()[-1])
+        peak, loaded = float(data["peak_bytes"]), float(data["loaded_bytes"])
     except (ValueError, IndexError, KeyError, TypeError):
         return Probe(batch, seq_len, float("nan"), seconds, "error", "probe printed no result", purpose)
-    return Probe(batch, seq_len, peak, seconds, "ok", "", purpose)
+    return Probe(batch, seq_len, peak, seconds, "ok", "", purpose, loaded)
 
 
 class CudaProber:
@@ -133,6 +135,7 @@ class CudaProber:
         ids_np, mask_np = token_batch(batch, seq_len, vocab)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
+        loaded = float(torch.cuda.memory_reserved(self.device))
         start = time.monotonic()
         try:
             ids, mask = torch.from_numpy(ids_np).to(self.device), torch.from_numpy(mask_np).to(self.device)
@@ -140,7 +143,7 @@ class CudaProber:
                 self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
             torch.cuda.synchronize(self.device)
             peak = float(torch.cuda.max_memory_reserved(self.device))
-            return Probe(batch, seq_len, peak, time.monotonic() - start, "ok", "", purpose)
+            return Probe(batch, seq_len, peak, time.monotonic() - start, "ok", "", purpose, loaded)
         except torch.cuda.OutOfMemoryError:
             return Probe(batch, seq_len, float("nan"), time.monotonic() - start, "oom", "CUDA out of memory", purpose)
         except RuntimeError as exc:  # e.g. cuBLAS allocation failures surface as RuntimeError
@@ -157,13 +160,15 @@ def _child(argv: list[str]) -> int:
 
     onnx_path, batch, seq_len, vocab = Path(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
     session = make_session(onnx_path)
+    loaded = _status_bytes("self", "VmHWM")
     names = {i.name for i in session.get_inputs()}
     ids, mask = token_batch(batch, seq_len, vocab)
     feeds = {"input_ids": ids, "attention_mask": mask}
     if "token_type_ids" in names:
         feeds["token_type_ids"] = np.zeros_like(ids)
     session.run(None, feeds)
-    print(json.dumps({"batch": batch, "seq_len": seq_len, "peak_bytes": _status_bytes("self", "VmHWM")}))
+    peak = _status_bytes("self", "VmHWM")
+    print(json.dumps({"batch": batch, "seq_len": seq_len, "peak_bytes": peak, "loaded_bytes": loaded}))
     return 0
 
 

@@ -35,7 +35,7 @@ from validators.settings import QuantizationSettings, Settings
 
 NAME = "quantization-accuracy"
 BUILTIN_CORPUS = Path(__file__).with_name("quantization_corpus.txt")
-MIN_TEXTS = 2
+MIN_LABELLED = 2
 BATCH = 64  # as the serving encoder batches: dynamic int8 scales activations per batch
 WORST_SHOWN = 3
 
@@ -48,26 +48,23 @@ def check(
     device: str = "cpu",
     workdir: Path,
 ) -> CheckResult:
-    from controlplane.models.onnx_graph import check_onnx
-
     cfg = settings.quantization_accuracy
     thresholds = _thresholds(cfg)
-    cand_info = check_onnx(candidate.onnx_path)
-    quantized = cand_info.quantized or candidate.tags.get("quantization", "none") != "none"
+    precision = _precision(candidate)
     if reference is None:
-        if not quantized:
+        if precision == "fp32":
             return CheckResult(NAME, Status.PASSED, thresholds=thresholds,
-                               findings=[f"{candidate.ref} is not quantized ({cand_info.precision}): nothing to compare"])
+                               findings=[f"{candidate.ref} is not quantized (fp32): nothing to compare"])
         source = candidate.tags.get("lineage.source")
         hint = f" (its lineage.source tag names {source})" if source else ""
         return CheckResult(NAME, Status.ERROR, thresholds=thresholds,
-                           findings=[f"{candidate.ref} is {cand_info.precision} but no fp32 source was given{hint}"])
-    ref_info = check_onnx(reference.onnx_path)
-    if ref_info.quantized:
-        raise InputError(f"reference {reference.ref} is {ref_info.precision}, not an fp32 source")
+                           findings=[f"{candidate.ref} is {precision} but no fp32 source was given{hint}"])
+    ref_precision = _precision(reference)
+    if ref_precision != "fp32":
+        raise InputError(f"reference {reference.ref} is {ref_precision}, not an fp32 source")
     _same_architecture(candidate, reference)
 
-    texts = read_corpus(Path(cfg.corpus_file) if cfg.corpus_file else BUILTIN_CORPUS)
+    texts = read_user_corpus(Path(cfg.corpus_file)) if cfg.corpus_file else read_corpus(BUILTIN_CORPUS)
     labelled = read_labelled(Path(cfg.labelled_file)) if cfg.labelled_file else None
     all_texts = texts + ([t for t, _ in labelled] if labelled else [])
     cand, ref, nonfinite = _embed_both(candidate, reference, all_texts, cfg.max_length, device)
@@ -95,11 +92,22 @@ def check(
         status = Status.WARNING
         findings.insert(0, f"mean cosine {metrics['cosine_mean']:.4f} below the warning level {cfg.warn_mean_cosine}")
     if status is Status.PASSED:
-        findings.insert(0, f"{candidate.ref} ({cand_info.precision}) keeps {reference.ref}'s embeddings: "
+        findings.insert(0, f"{candidate.ref} ({precision}) keeps {reference.ref}'s embeddings: "
                            f"mean cosine {metrics['cosine_mean']:.4f}, p1 {metrics['cosine_p1']:.4f}")
     artifact = _write_details(workdir, texts, cos, metrics)
     return CheckResult(NAME, status, metrics=metrics, thresholds=thresholds, findings=findings,
-                       artifacts=[artifact], details={"precision": cand_info.precision, "reference": reference.ref})
+                       artifacts=[artifact], details={"precision": precision, "reference": reference.ref})
+
+
+def _precision(model: ModelUnderTest) -> str:
+    """fp32 | int8 | fp16: the registry's ``quantization`` tag (``ctl register`` always sets it), else
+    what the graph's operators and weights say."""
+    tag = model.tags.get("quantization")
+    if tag:
+        return "fp32" if tag == "none" else tag.split("-", 1)[0]
+    from controlplane.models.onnx_graph import check_onnx
+
+    return check_onnx(model.onnx_path).precision
 
 
 def _thresholds(cfg: QuantizationSettings) -> dict[str, float]:
@@ -218,12 +226,16 @@ def _read_text(path: Path, what: str) -> str:
 
 
 def read_corpus(path: Path) -> list[str]:
-    """Non-empty lines of a corpus file, ``#`` comments skipped; InputError when fewer than 2 remain."""
+    """The built-in corpus: non-empty lines, ``#`` comment lines skipped."""
     texts = [line.strip() for line in _read_text(path, "corpus file").splitlines()]
-    texts = [t for t in texts if t and not t.startswith("#")]
-    if len(texts) < MIN_TEXTS:
-        raise InputError(f"corpus file {path} holds {len(texts)} texts; at least {MIN_TEXTS} are needed")
-    return texts
+    return [t for t in texts if t and not t.startswith("#")]
+
+
+def read_user_corpus(path: Path) -> list[str]:
+    """A user corpus, read exactly as the other checks read it (every non-blank line is a text)."""
+    from validators.corpus import read_corpus as read_shared
+
+    return read_shared(path)
 
 
 def read_labelled(path: Path) -> list[tuple[str, str]]:
@@ -241,6 +253,6 @@ def read_labelled(path: Path) -> list[tuple[str, str]]:
         except (ValueError, KeyError, TypeError):
             raise InputError(f"{path}:{number}: expected {{\"text\", \"label\"}} JSON or text<TAB>label") from None
         rows.append((str(text), str(label)))
-    if len(rows) < MIN_TEXTS or len({label for _, label in rows}) < 2:
-        raise InputError(f"labelled file {path} needs at least {MIN_TEXTS} rows and 2 labels")
+    if len(rows) < MIN_LABELLED or len({label for _, label in rows}) < 2:
+        raise InputError(f"labelled file {path} needs at least {MIN_LABELLED} rows and 2 labels")
     return rows
