@@ -121,7 +121,7 @@ def check(
                    predicted_max_seq_len=float(curve.max_seq(batch, budget, arch.max_positions)),
                    predicted_max_batch_at_max_positions=float(curve.max_batch(arch.max_positions, budget)))
     if _verify(cfg, device, budget) and max_batch > 0:
-        measured = _verify_max(probe, cfg.max_probes, probes, seq, max_batch, batch, declared)
+        measured = _verify_max(probe, cfg.max_probes, probes, seq, max_batch, budget)
         metrics["measured_max_batch"] = float(measured)
         findings.append(f"largest batch at {seq} tokens: predicted {max_batch}, measured {measured}")
     else:
@@ -288,13 +288,17 @@ def _verify(cfg: LongSeqMemorySettings, device: str, budget: float) -> bool:
 
 
 def _verify_max(probe: Callable[[int, int, str], Probe], max_probes: int, probes: list[Probe], seq: int,
-                predicted: int, batch: int, declared: Probe | None) -> int:
+                predicted: int, budget: float) -> int:
     """Measure at the predicted maximum batch; bisect down while it does not fit. Largest measured fit."""
-    known_ok = max([p.batch for p in probes if p.ok and p.seq_len == seq] + [0])
+
+    def fits(p: Probe) -> bool:  # on CUDA nothing kills a probe at the budget: compare its peak
+        return p.ok and p.peak_bytes <= budget
+
+    known_ok = max([p.batch for p in probes if fits(p) and p.seq_len == seq] + [0])
     lo, hi = known_ok, predicted
     while len(probes) < max_probes and hi > lo:
         result = probe(hi, seq, "verify")
-        if result.ok:
+        if fits(result):
             return hi
         if result.outcome == "error":
             break

@@ -10,8 +10,9 @@ killed by the kernel's OOM killer is ``oom``. Nothing the child does can crash t
 
 CUDA: the Hugging Face weights run in torch in this process; the peak is
 ``torch.cuda.max_memory_reserved()`` after ``reset_peak_memory_stats()`` (reserved, not allocated:
-the caching allocator's blocks are what the device actually gives up), ``OutOfMemoryError`` is caught
-and reported as ``oom``, and the cache is emptied after every probe.
+the caching allocator's blocks are what the device actually gives up) plus the device memory torch's
+allocator does not see (CUDA context, other processes: ``total - free - reserved`` when the prober
+starts); ``OutOfMemoryError`` is caught and reported as ``oom``; the cache is emptied after every probe.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class CudaProber:
         self.device = torch.device(device)
         model = load_torch_model(model_dir)
         self.model = (model.half() if half else model).to(self.device).eval()
+        free, total = torch.cuda.mem_get_info(self.device)
+        self.outside = float(total - free - torch.cuda.memory_reserved(self.device))  # context, other processes
 
     def total_bytes(self) -> int:
         return int(self.torch.cuda.get_device_properties(self.device).total_memory)
@@ -135,14 +138,14 @@ class CudaProber:
         ids_np, mask_np = token_batch(batch, seq_len, vocab)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
-        loaded = float(torch.cuda.memory_reserved(self.device))
+        loaded = float(torch.cuda.memory_reserved(self.device)) + self.outside
         start = time.monotonic()
         try:
             ids, mask = torch.from_numpy(ids_np).to(self.device), torch.from_numpy(mask_np).to(self.device)
             with torch.inference_mode():
                 self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
             torch.cuda.synchronize(self.device)
-            peak = float(torch.cuda.max_memory_reserved(self.device))
+            peak = float(torch.cuda.max_memory_reserved(self.device)) + self.outside
             return Probe(batch, seq_len, peak, time.monotonic() - start, "ok", "", purpose, loaded)
         except torch.cuda.OutOfMemoryError:
             return Probe(batch, seq_len, float("nan"), time.monotonic() - start, "oom", "CUDA out of memory", purpose)
