@@ -194,8 +194,7 @@ class DeploymentWorkloads:
         total = _total(stable)
         if (stable.get("spec") or {}).get("replicas") != total:
             patch.setdefault("spec", {})["replicas"] = total
-        if patch:
-            patch["metadata"] = {"resourceVersion": (stable.get("metadata") or {}).get("resourceVersion")}
+        if patch:  # no resourceVersion pin: the Deployment's status changes it all the time
             stable = self.client.patch_deployment(ns, stable_name, patch)
         require_rolled_out(stable, "stable")
 
