@@ -113,3 +113,16 @@ def test_missing_tokenizer_is_input_error(variants: dict[str, ModelUnderTest], t
     shutil.copy2(variants["healthy"].model_dir / "config.json", folder / "config.json")
     with pytest.raises(InputError, match="has no tokenizer"):
         run(ModelUnderTest("local:no-tok", folder, folder / "model.onnx"), None, tmp_path)
+
+
+def test_vocabulary_difference_fails(variants: dict[str, ModelUnderTest], tmp_path: Path) -> None:
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    data = json.loads((variants["healthy"].model_dir / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    vocab["cafe"], vocab["naive"] = vocab["naive"], vocab["cafe"]  # two ids swapped
+    (folder / "tokenizer.json").write_text(json.dumps(data))
+    result = run(variants["healthy"], None, tmp_path, reference_tokenizer=str(folder))
+    assert result.status is Status.FAILED
+    assert any(f.startswith("config differs: vocabulary") for f in result.findings)
+    assert {"nfc", "nfd"} <= set(result.details["mismatched_categories"])
