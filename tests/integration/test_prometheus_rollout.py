@@ -1,11 +1,17 @@
 """End-to-end rollouts judged on a REAL Prometheus scraping the local target's real onnxruntime model servers,
 with the real MLflow registry and SQLite store: a healthy canary is promoted; a canary whose position table
 was cut (long inputs fail at inference) is rolled back with its evidence and an incident linking the runbook;
-Prometheus stopped mid-rollout never promotes: the rollout pauses with an incident."""
+Prometheus stopped mid-rollout never promotes: the rollout pauses with an incident.
+
+The slow canary has no real model that is reliably slower on two shared cores, so its data plane is a
+prometheus_client exporter whose canary share of the traffic follows the router weight (SyntheticDataPlane);
+everything after the exporter (Prometheus, provider, judge, engine, store, incidents) is the real thing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,9 +19,9 @@ import yaml
 
 from controlplane.app.context import Context
 from controlplane.app.rollouts import start_rollout
-from controlplane.ports import NewVersion
+from controlplane.ports import NewVersion, RouteTarget
 from controlplane.settings import load_settings
-from tests.prometheus_fixture import drive_rollout
+from tests.prometheus_fixture import MetricExporter, Profile, PrometheusServer, TrafficDriver, drive_rollout
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -99,6 +105,93 @@ def test_erroring_canary_is_rolled_back_with_evidence_and_incident(ctx: Context,
     # the issue's goal: weight 0 within one analysis interval (1 s) + 5 s of the first scrape showing the breach
     if run.first_breach_scrape_at is not None:
         assert run.weight_zero_at - run.first_breach_scrape_at < 1.0 + 5.0 + 15.0  # generous on 2 shared cores
+
+
+class SyntheticDataPlane:
+    """ports.TrafficRouter and ports.Workloads over a TrafficDriver: ``total_rps`` split by the canary weight."""
+
+    name = "synthetic"
+
+    def __init__(self, driver: TrafficDriver, stable: Profile, canary: Profile, total_rps: float) -> None:
+        self.driver, self.stable, self.canary, self.total = driver, stable, canary, total_rps
+        self.weight = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        self.driver.set_profile(replace(self.stable, rps=self.total * (100 - self.weight) / 100))
+        if self.weight > 0:
+            self.driver.set_profile(replace(self.canary, rps=self.total * self.weight / 100))
+        else:
+            self.driver.remove(self.canary.role, self.canary.version)
+
+    def set_weight(self, target: RouteTarget, canary_weight: int) -> None:
+        self.weight = canary_weight
+        self._apply()
+
+    def get_weight(self, target: RouteTarget) -> int:
+        return self.weight
+
+    def reset(self, target: RouteTarget) -> None:
+        self.set_weight(target, 0)
+
+    def ensure_canary(self, target: RouteTarget) -> None:
+        return None
+
+    def promote(self, target: RouteTarget) -> None:
+        self.stable = replace(self.canary, role="stable")
+        self.set_weight(target, 0)
+
+    def retire_canary(self, target: RouteTarget) -> None:
+        self.set_weight(target, 0)
+
+
+def test_slow_canary_is_rolled_back_with_evidence_and_incident(ctx: Context, prometheus_bin: str) -> None:
+    from controlplane.adapters.prometheus import PrometheusProvider
+    from controlplane.app.executor import Edges
+    from controlplane.app.gate import ValidatorsGate
+    from controlplane.app.incident_sink import StoreIncidentSink
+    from controlplane.app.local_run import route_target
+    from controlplane.app.reconcile import reconcile_once
+    from controlplane.app.slo_analyzer import SloAnalyzer, load_rollout_slo
+    from controlplane.engine import RolloutSpec
+
+    rollout = _start(ctx, 4, (25, 50, 100), 12.0)
+    record = ctx.store.get_rollout(rollout)
+    spec = RolloutSpec.from_dict(record.spec)
+    slo, target = load_rollout_slo(spec), route_target(record)
+    exporter = MetricExporter()
+    driver = TrafficDriver(exporter, []).start()
+    plane = SyntheticDataPlane(
+        driver,
+        Profile(MODEL, spec.stable_version or 1, "stable", rps=0, latency_median_s=0.03),
+        Profile(MODEL, 4, "canary", rps=0, latency_median_s=1.5),  # the SLO wants 95 % under 1 s
+        total_rps=60,
+    )
+    server = PrometheusServer([exporter.target], binary=prometheus_bin).start()
+    edges = Edges(target, plane, plane, ctx.registry, ValidatorsGate(ctx, spec, "cpu"), StoreIncidentSink(ctx.store),
+                  ctx.store)
+    try:
+        server.wait_for_targets()
+        time.sleep(3)  # stable history before the canary starts
+        with PrometheusProvider(server.url, slo, step_duration_s=spec.step_duration_s) as provider:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                outcome = reconcile_once(rollout, edges, SloAnalyzer(provider, slo), ctx.now())
+                if outcome.decision.requeue_after is None:
+                    break
+                time.sleep(min(outcome.decision.requeue_after, 0.5))
+    finally:
+        driver.stop()
+        server.cleanup()
+        exporter.stop()
+    status = ctx.store.get_rollout(rollout).status
+    assert status["phase"] == "RolledBack", status.get("message")
+    assert plane.weight == 0
+    fail = [a for a in ctx.store.list_analysis(rollout) if a.verdict == "fail"]
+    assert len(fail) == 1 and fail[0].evidence["failure_mode"] == "slo-burn-latency"
+    assert any('le="1.0"' in q for q in fail[0].evidence["queries"].values())
+    incident = next(i for i in ctx.store.list_incidents(MODEL) if i.rollout_id == rollout)
+    assert (incident.failure_mode, incident.runbook) == ("slo-burn-latency", "runbooks/slo-burn-latency.md")
 
 
 def test_prometheus_stopped_mid_rollout_pauses_with_an_incident(ctx: Context, prometheus_bin: str) -> None:
