@@ -4,8 +4,13 @@ told apart; NaN, empty results and a stopped server are never a pass."""
 
 from __future__ import annotations
 
+import json
+import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
 
 import pytest
 
@@ -145,3 +150,83 @@ def test_stopped_prometheus_is_never_a_pass(
     assert (result.verdict, result.failure_mode) == (Verdict.INCONCLUSIVE, PROMETHEUS_UNAVAILABLE)
     assert "unreachable" in result.reason
     assert time.monotonic() - started < 10  # bounded retries, then data
+
+
+# ---- the HTTP edge: retries, Retry-After, partial responses, NaN (a scripted HTTP server) ----------
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    """Answers each POST with the next (status, headers, body) of ``script``; repeats the last one."""
+
+    script: ClassVar[list[tuple[int, dict[str, str], Any]]] = []
+    calls: ClassVar[list[float]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Scripted.calls.append(time.monotonic())
+        status, headers, body = _Scripted.script[min(len(_Scripted.calls), len(_Scripted.script)) - 1]
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[tuple[int, dict[str, str], Any]]], str]]:
+    server = HTTPServer(("127.0.0.1", 0), _Scripted)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def load(script: list[tuple[int, dict[str, str], Any]]) -> str:
+        _Scripted.script, _Scripted.calls = script, []
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield load
+    server.shutdown()
+    server.server_close()
+
+
+def _vector(value: str) -> dict[str, Any]:
+    return {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, value]}]}}
+
+
+def test_retries_honour_retry_after(scripted: Callable[..., str], slo: SLOSpec) -> None:
+    url = scripted([(503, {"Retry-After": "0.3"}, b"busy"), (200, {}, _vector("42"))])
+    with PrometheusProvider(url, slo, retry_delay_s=0.01) as provider:
+        assert provider.instant("up", 1.0) == 42.0
+    assert len(_Scripted.calls) == 2
+    assert _Scripted.calls[1] - _Scripted.calls[0] >= 0.25
+
+
+def test_partial_response_and_bad_query_are_errors_not_data(scripted: Callable[..., str], slo: SLOSpec) -> None:
+    partial = {**_vector("1"), "warnings": ["remote read failed for one store"]}
+    url = scripted([(200, {}, partial)])
+    with PrometheusProvider(url, slo) as provider:
+        obs = provider.observe("minilm", HEALTHY, STABLE, MetricWindow(0.0, 12.0))
+    assert obs.error is not None and "partial response" in obs.error
+    assert len(_Scripted.calls) == 1  # a permanent error is not retried
+    url = scripted([(400, {}, {"status": "error", "errorType": "bad_data", "error": "parse error"})])
+    with PrometheusProvider(url, slo) as provider:
+        obs = provider.observe("minilm", HEALTHY, STABLE, MetricWindow(0.0, 12.0))
+    assert obs.error is not None and "bad_data" in obs.error
+
+
+def test_nan_values_are_data(scripted: Callable[..., str], slo: SLOSpec) -> None:
+    url = scripted([(200, {}, _vector("NaN"))])
+    with PrometheusProvider(url, slo) as provider:
+        value = provider.instant("x", 1.0)
+    assert value is not None and math.isnan(value)
+
+
+def test_retries_are_bounded(scripted: Callable[..., str], slo: SLOSpec) -> None:
+    url = scripted([(503, {}, {"status": "error", "errorType": "unavailable", "error": "overloaded"})])
+    with PrometheusProvider(url, slo, attempts=3, retry_delay_s=0.01) as provider:
+        obs = provider.observe("minilm", HEALTHY, None, MetricWindow(0.0, 12.0))
+    assert obs.error is not None and "unavailable" in obs.error
+    assert len(_Scripted.calls) == 3
