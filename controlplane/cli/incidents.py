@@ -104,12 +104,14 @@ def register(app: typer.Typer) -> None:
         if key.isdigit():
             from controlplane.app.context import open_context
 
-            incident = open_context().store.get_incident(int(key))
+            store = open_context().store
+            incident = store.get_incident(int(key))
             book = runbooks.runbook_for(incident.failure_mode)
             context = {"model": incident.model, "version": incident.version, "incident": incident.id}
-            stable = incident.evidence.get("stable_version")
-            if isinstance(stable, int):
-                context["stable"] = stable
+            if incident.rollout_id is not None:
+                stable = store.get_rollout(incident.rollout_id).spec.get("stable_version")
+                if isinstance(stable, int):
+                    context["stable"] = stable
         else:
             book = runbooks.runbook_for(key)
         body = runbooks.render(book, **context)

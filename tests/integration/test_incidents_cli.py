@@ -297,3 +297,17 @@ def test_webhook_is_retried_and_never_blocks(store: SqlStore) -> None:
         rollout_id=None, model="minilm", version=9, now=2.0, webhook=f"http://127.0.0.1:{server.server_port}/gone",
     )
     assert time.monotonic() - started < 1.0
+
+
+def test_runbook_of_a_rollout_incident_names_the_stable_version(store: SqlStore, home: Path) -> None:
+    from controlplane.engine import RolloutSpec, RolloutStatus
+
+    spec = RolloutSpec(model="minilm", version=3, stable_version=2, skip_validation=True)
+    rollout = store.create_rollout(spec.to_dict(), RolloutStatus().to_dict(), 1.0)
+    record = incidents.open_incident(
+        store, failure_mode="quantization-drift", severity="ticket", summary="cosine p1 0.87", evidence={},
+        rollout_id=rollout.id, model="minilm", version=3, now=2.0, webhook="",
+    )
+    book = json.loads(ctl("runbook", str(record.id), "-o", "json", home=home).stdout)
+    assert any("--source minilm:v2" in c for c in book["commands"]), book["commands"]
+    assert not any("{" in c for c in book["commands"])
