@@ -202,7 +202,13 @@ def judge(stats: HeadStats, base: HeadStats | None, cfg: HeadCollapseSettings) -
     return status, metrics, fails + warns
 
 
-def heatmaps(stats: HeadStats, base: HeadStats | None, workdir: Path, ref: str, base_ref: str | None) -> list[Path]:
+def heatmaps(
+    stats: HeadStats, base: HeadStats | None, workdir: Path, ref: str, base_ref: str | None, identical: float
+) -> list[Path]:
+    """One PNG per layer: the head-pair cosine matrix (beside the baseline's), duplicate pairs marked x.
+
+    No per-cell labels: 144 text artists per panel made rendering 3x slower than the check itself
+    (the numbers are in head-collapse-stats.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,31 +217,25 @@ def heatmaps(stats: HeadStats, base: HeadStats | None, workdir: Path, ref: str, 
     workdir.mkdir(parents=True, exist_ok=True)
     paths = []
     heads = stats.entropy.shape[1]
+    iu = np.triu_indices(heads, 1)
     panels = [(ref, stats)] + ([(base_ref or "baseline", base)] if base is not None else [])
     for layer in range(stats.entropy.shape[0]):
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.9), squeeze=False)
         for ax, (label, st) in zip(axes[0], panels, strict=True):
             assert st is not None
-            im = ax.imshow(st.similarity[layer], vmin=0.0, vmax=1.0, cmap="viridis")
-            for i in range(heads):
-                for j in range(heads):
-                    val = st.similarity[layer][i, j]
-                    label_ = f"{val:.2f}"
-                    ax.text(
-                        j,
-                        i,
-                        "1" if label_.startswith("1") else label_.lstrip("0"),
-                        ha="center",
-                        va="center",
-                        fontsize=5,
-                        color="black" if val > 0.6 else "white",
-                    )
-            ax.set_title(f"{label} layer {layer}: head-pair cosine", fontsize=9)
-            ax.set_xlabel("head")
-            ax.set_ylabel("head")
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+            sim = st.similarity[layer]
+            im = ax.imshow(sim, vmin=0.0, vmax=1.0, cmap="viridis")
+            dup = np.argwhere((sim >= identical) & ~np.eye(heads, dtype=bool))
+            if len(dup):
+                ax.scatter(dup[:, 1], dup[:, 0], marker="x", s=18, c="red", linewidths=1)
+            ax.set_title(f"{label} L{layer}: mean {sim[iu].mean():.3f}, max {sim[iu].max():.3f}", fontsize=8)
+            ax.set_xticks(range(0, heads, max(1, heads // 6)))
+            ax.set_yticks(range(0, heads, max(1, heads // 6)))
+            ax.set_xlabel("head", fontsize=8)
+            ax.set_ylabel("head", fontsize=8)
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="cosine of attention maps")
         path = workdir / f"head-collapse-layer{layer}.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -268,7 +268,7 @@ def check(
             f"{arch.layers}x{arch.heads} heads: max pair similarity {metrics['max_similarity']:.3f}, "
             f"entropy {metrics['min_entropy']:.2f}-{metrics['max_entropy']:.2f}",
         )
-    artifacts = heatmaps(stats, base, workdir, candidate.ref, reference.ref if reference else None)
+    artifacts = heatmaps(stats, base, workdir, candidate.ref, reference.ref if reference else None, cfg.identical_cosine)
     stats_file = workdir / "head-collapse-stats.json"
     stats_file.write_text(json.dumps({"candidate": stats.to_dict(), "baseline": base.to_dict() if base else None}))
     thresholds = {k: float(v) for k, v in vars(cfg).items()}
