@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -108,18 +109,22 @@ def test_erroring_canary_is_rolled_back_with_evidence_and_incident(ctx: Context,
 
 
 class SyntheticDataPlane:
-    """ports.TrafficRouter and ports.Workloads over a TrafficDriver: ``total_rps`` split by the canary weight."""
+    """ports.TrafficRouter and ports.Workloads over a TrafficDriver: ``total_rps`` split by the canary weight.
+    ``serving=False``: the canary's share of requests never reaches it (no ready pod, a route not applied)."""
 
     name = "synthetic"
 
-    def __init__(self, driver: TrafficDriver, stable: Profile, canary: Profile, total_rps: float) -> None:
+    def __init__(self, driver: TrafficDriver, stable: Profile, canary: Profile, total_rps: float,
+                 serving: bool = True) -> None:
         self.driver, self.stable, self.canary, self.total = driver, stable, canary, total_rps
+        self.serving = serving
         self.weight = 0
+        self.final_status: dict[str, Any] = {}
         self._apply()
 
     def _apply(self) -> None:
         self.driver.set_profile(replace(self.stable, rps=self.total * (100 - self.weight) / 100))
-        if self.weight > 0:
+        if self.weight > 0 and self.serving:
             self.driver.set_profile(replace(self.canary, rps=self.total * self.weight / 100))
         else:
             self.driver.remove(self.canary.role, self.canary.version)
@@ -145,28 +150,28 @@ class SyntheticDataPlane:
         self.set_weight(target, 0)
 
 
-def test_slow_canary_is_rolled_back_with_evidence_and_incident(ctx: Context, prometheus_bin: str) -> None:
+def _drive_synthetic(
+    ctx: Context, rollout: int, prometheus_bin: str, canary: Profile, timeout_s: float = 90, serving: bool = True
+) -> SyntheticDataPlane:
+    """Run a rollout through reconcile_once on a SyntheticDataPlane scraped by a real Prometheus, until it
+    ends or pauses; a paused rollout is then aborted (so the model's slot is free for the next test)."""
     from controlplane.adapters.prometheus import PrometheusProvider
     from controlplane.app.executor import Edges
     from controlplane.app.gate import ValidatorsGate
     from controlplane.app.incident_sink import StoreIncidentSink
     from controlplane.app.local_run import route_target
     from controlplane.app.reconcile import reconcile_once
+    from controlplane.app.rollouts import request
     from controlplane.app.slo_analyzer import SloAnalyzer, load_rollout_slo
     from controlplane.engine import RolloutSpec
 
-    rollout = _start(ctx, 4, (25, 50, 100), 12.0)
     record = ctx.store.get_rollout(rollout)
     spec = RolloutSpec.from_dict(record.spec)
     slo, target = load_rollout_slo(spec), route_target(record)
     exporter = MetricExporter()
     driver = TrafficDriver(exporter, []).start()
-    plane = SyntheticDataPlane(
-        driver,
-        Profile(MODEL, spec.stable_version or 1, "stable", rps=0, latency_median_s=0.03),
-        Profile(MODEL, 4, "canary", rps=0, latency_median_s=1.5),  # the SLO wants 95 % under 1 s
-        total_rps=60,
-    )
+    stable = Profile(spec.model, spec.stable_version or 1, "stable", rps=0, latency_median_s=0.03)
+    plane = SyntheticDataPlane(driver, stable, canary, total_rps=60, serving=serving)
     server = PrometheusServer([exporter.target], binary=prometheus_bin).start()
     edges = Edges(target, plane, plane, ctx.registry, ValidatorsGate(ctx, spec, "cpu"), StoreIncidentSink(ctx.store),
                   ctx.store)
@@ -174,17 +179,28 @@ def test_slow_canary_is_rolled_back_with_evidence_and_incident(ctx: Context, pro
         server.wait_for_targets()
         time.sleep(3)  # stable history before the canary starts
         with PrometheusProvider(server.url, slo, step_duration_s=spec.step_duration_s) as provider:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 outcome = reconcile_once(rollout, edges, SloAnalyzer(provider, slo), ctx.now())
-                if outcome.decision.requeue_after is None:
+                if outcome.decision.requeue_after is None or outcome.decision.status.phase.value == "Paused":
                     break
                 time.sleep(min(outcome.decision.requeue_after, 0.5))
+            plane.final_status = dict(ctx.store.get_rollout(rollout).status)
+            if plane.final_status["phase"] == "Paused":
+                request(ctx, spec.model, "abort")
+                reconcile_once(rollout, edges, SloAnalyzer(provider, slo), ctx.now())
     finally:
         driver.stop()
         server.cleanup()
         exporter.stop()
-    status = ctx.store.get_rollout(rollout).status
+    return plane
+
+
+def test_slow_canary_is_rolled_back_with_evidence_and_incident(ctx: Context, prometheus_bin: str) -> None:
+    rollout = _start(ctx, 4, (25, 50, 100), 12.0)
+    # the SLO wants 95 % of requests under 1 s
+    plane = _drive_synthetic(ctx, rollout, prometheus_bin, Profile(MODEL, 4, "canary", rps=0, latency_median_s=1.5))
+    status = plane.final_status
     assert status["phase"] == "RolledBack", status.get("message")
     assert plane.weight == 0
     fail = [a for a in ctx.store.list_analysis(rollout) if a.verdict == "fail"]
@@ -192,6 +208,32 @@ def test_slow_canary_is_rolled_back_with_evidence_and_incident(ctx: Context, pro
     assert any('le="1.0"' in q for q in fail[0].evidence["queries"].values())
     incident = next(i for i in ctx.store.list_incidents(MODEL) if i.rollout_id == rollout)
     assert (incident.failure_mode, incident.runbook) == ("slo-burn-latency", "runbooks/slo-burn-latency.md")
+
+
+@pytest.mark.parametrize(
+    ("case", "slo_patch", "serving"),
+    [
+        ("NaN: the latency threshold is not a bucket bound", {"threshold": "123ms"}, True),
+        ("empty: the canary serves nothing", {}, False),
+    ],
+)
+def test_nan_or_empty_results_pause_with_an_incident(
+    ctx: Context, prometheus_bin: str, case: str, slo_patch: dict[str, str], serving: bool
+) -> None:
+    slo = {**SLO, "objectives": {**SLO["objectives"], "latency": {**SLO["objectives"]["latency"], **slo_patch}}}
+    rollout = start_rollout(
+        ctx, f"{MODEL}:v4", steps=(50, 100), step_duration_s=5.0, analysis_interval_s=1.0, slo=slo,
+        skip_validation=True, max_extensions=1,
+    ).id
+    canary = Profile(MODEL, 4, "canary", rps=0, latency_median_s=0.03)
+    plane = _drive_synthetic(ctx, rollout, prometheus_bin, canary, serving=serving)
+    status = plane.final_status
+    assert status["phase"] == "Paused" and status["pause_reason"] == "inconclusive", (case, status.get("message"))
+    assert not [a for a in ctx.store.list_analysis(rollout) if a.verdict == "pass"]
+    incident = next(i for i in ctx.store.list_incidents(MODEL) if i.rollout_id == rollout)
+    assert (incident.failure_mode, incident.severity) == ("canary-inconclusive", "ticket")
+    production = ctx.registry.get_alias(MODEL, "production")
+    assert production is not None and production.version != 4
 
 
 def test_prometheus_stopped_mid_rollout_pauses_with_an_incident(ctx: Context, prometheus_bin: str) -> None:
