@@ -114,3 +114,11 @@ def test_cuda_probes_pass_on_healthy_and_catch_oom(tmp_path: Path) -> None:
     assert "measured_max_batch" in result.metrics  # verification is on by default on CUDA
     huge = _check(partb_models.healthy(), tmp_path, device="cuda", max_seq_len=512, max_batch=1 << 20)
     assert huge.status is Status.FAILED  # predicted over budget or OOM caught, never a crash
+
+
+def test_corrupt_onnx_is_an_input_error_not_a_crash(tmp_path: Path) -> None:
+    healthy = partb_models.healthy()
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"this is not an ONNX graph")
+    with pytest.raises(InputError, match="not a valid ONNX model"):
+        _check(replace(healthy, onnx_path=broken), tmp_path / "work")
