@@ -11,8 +11,10 @@ embeddings) of both models, its drop, and top-1 agreement (same predicted label 
 Which reference: the runner passes the fp32 source, the version the candidate's ``lineage.source``
 tag names (``ctl register --quantize`` sets it) or the baseline given on the command line.
 
-* quantized candidate, no reference → ``error`` (never a pass): the source is needed;
-* fp32 candidate, no reference → ``passed`` with a finding: nothing was quantized;
+* fp32 candidate → ``passed`` with a finding, whatever the reference: nothing was quantized (a
+  retrained fp32 version differs from its baseline on purpose);
+* quantized candidate without a reference, or one whose ``weights.sha256`` tag differs from the
+  reference's (not its source) → ``error``, never a pass;
 * reference of another architecture, or a quantized reference → ``InputError`` (exit 2).
 
 Default thresholds (``QuantizationSettings``) were calibrated on all-MiniLM-L6-v2 with the built-in
@@ -36,6 +38,7 @@ from validators.settings import QuantizationSettings, Settings
 NAME = "quantization-accuracy"
 BUILTIN_CORPUS = Path(__file__).with_name("quantization_corpus.txt")
 MIN_LABELLED = 2
+WEIGHTS_TAG = "weights.sha256"  # ctl register tags both the fp32 and the quantized version with the HF weights' hash
 BATCH = 64  # as the serving encoder batches: dynamic int8 scales activations per batch
 WORST_SHOWN = 3
 
@@ -51,14 +54,18 @@ def check(
     cfg = settings.quantization_accuracy
     thresholds = _thresholds(cfg)
     precision = _precision(candidate)
+    if precision == "fp32":  # a retrained fp32 model differs from its baseline on purpose: not our business
+        return CheckResult(NAME, Status.PASSED, thresholds=thresholds, details={"precision": precision},
+                           findings=[f"{candidate.ref} is not quantized (fp32): nothing to compare"])
     if reference is None:
-        if precision == "fp32":
-            return CheckResult(NAME, Status.PASSED, thresholds=thresholds,
-                               findings=[f"{candidate.ref} is not quantized (fp32): nothing to compare"])
         source = candidate.tags.get("lineage.source")
         hint = f" (its lineage.source tag names {source})" if source else ""
         return CheckResult(NAME, Status.ERROR, thresholds=thresholds,
                            findings=[f"{candidate.ref} is {precision} but no fp32 source was given{hint}"])
+    weights = (candidate.tags.get(WEIGHTS_TAG), reference.tags.get(WEIGHTS_TAG))
+    if all(weights) and weights[0] != weights[1]:
+        return CheckResult(NAME, Status.ERROR, thresholds=thresholds, findings=[
+            f"{reference.ref} is not the fp32 source of {candidate.ref}: their {WEIGHTS_TAG} tags differ"])
     ref_precision = _precision(reference)
     if ref_precision != "fp32":
         raise InputError(f"reference {reference.ref} is {ref_precision}, not an fp32 source")

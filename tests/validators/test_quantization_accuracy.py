@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,26 @@ def test_per_tensor_int8_fails(tmp_path: Path) -> None:
     assert any("mean cosine" in f for f in result.findings)
 
 
-@pytest.mark.parametrize("scheme", ["fp32", "fp16"])
-def test_healthy_and_fp16_pass(scheme: str, tmp_path: Path) -> None:
-    candidate = partb_models.healthy() if scheme == "fp32" else partb_models.quantized("fp16")
-    result = _check(candidate, partb_models.healthy(), tmp_path)
+def test_fp16_passes(tmp_path: Path) -> None:
+    result = _check(partb_models.quantized("fp16"), partb_models.healthy(), tmp_path)
     assert result.status is Status.PASSED, result.findings
     assert result.metrics["cosine_min"] > 0.999
+
+
+def test_healthy_fp32_passes_with_or_without_a_baseline(tmp_path: Path) -> None:
+    healthy = partb_models.healthy()
+    for reference in (healthy, None):
+        result = _check(healthy, reference, tmp_path)
+        assert result.status is Status.PASSED
+        assert "not quantized" in result.findings[0]
+
+
+def test_reference_that_is_not_the_source_is_an_error(tmp_path: Path) -> None:
+    int8, healthy = partb_models.quantized("int8-per-channel"), partb_models.healthy()
+    other = replace(healthy, ref="minilm:v9", tags={**healthy.tags, "weights.sha256": "b" * 64})
+    result = _check(replace(int8, tags={**int8.tags, "weights.sha256": "a" * 64}), other, tmp_path)
+    assert result.status is Status.ERROR
+    assert "not the fp32 source" in result.findings[0]
 
 
 def test_labelled_file_reports_task_metrics(tmp_path: Path) -> None:
@@ -76,12 +91,6 @@ def test_quantized_without_source_is_an_error_not_a_pass(tmp_path: Path) -> None
     assert "minilm:v1" in result.findings[0]  # names the lineage.source
 
 
-def test_fp32_without_reference_has_nothing_to_compare(tmp_path: Path) -> None:
-    result = _check(partb_models.healthy(), None, tmp_path)
-    assert result.status is Status.PASSED
-    assert "not quantized" in result.findings[0]
-
-
 def test_bad_inputs_are_input_errors(tmp_path: Path) -> None:
     healthy, int8 = partb_models.healthy(), partb_models.quantized("int8-per-channel")
     empty = tmp_path / "empty.txt"
@@ -91,7 +100,7 @@ def test_bad_inputs_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         _check(int8, healthy, tmp_path, corpus_file=str(tmp_path / "missing.txt"))
     with pytest.raises(InputError, match="not an fp32 source"):
-        _check(healthy, int8, tmp_path)
+        _check(partb_models.quantized("fp16"), int8, tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     config = json.loads((healthy.model_dir / "config.json").read_text())
