@@ -65,5 +65,13 @@ class SloAnalyzer:
             spec.version,
             spec.stable_version,
             now=now,
-            step_duration_s=spec.step_duration_s,
+            step_duration_s=step_window(spec, status, now),
         )
+
+
+def step_window(spec: RolloutSpec, status: RolloutStatus, now: float) -> float:
+    """The analysis window: the step's duration, growing with the step when it is extended for lack of
+    data (so an extension really gathers more evidence instead of re-reading the same span)."""
+    if status.step_started_at is None:
+        return spec.step_duration_s
+    return max(spec.step_duration_s, now - status.step_started_at)
