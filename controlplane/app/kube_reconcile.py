@@ -43,11 +43,12 @@ from controlplane.engine.types import (
     StartValidation,
     TerminateValidation,
 )
-from controlplane.errors import ControlPlaneError, InputError, NotFoundError
+from controlplane.errors import ControlPlaneError, InputError, NotFoundError, TemporaryError
 from controlplane.ports import ModelRegistry, RouteTarget
 
 log = logging.getLogger("controlplane.controller")
 HISTORY_LIMIT = 100
+FINALIZE_POLL_S = 1.0  # a promoted rollout waiting for stable to be available
 NOT_LEADER_RETRY_S = 1.0  # leadership in doubt (a renewal late): look again soon, write nothing now
 COMPONENT = "attn-controlplane"
 QUIET_KINDS = frozenset({"Analysis", "AliasNotMoved"})  # kept in status.history, not mirrored as Events
@@ -100,7 +101,12 @@ class Reconciler:
         status = cr_.engine_status(cr)
         stable = stored.get("stableVersion")
         if status.phase.terminal:
-            return self._write(cr, status, stable, [], now, None)
+            if not stored.get("finalizing"):
+                return self._write(cr, status, stable, [], now, None)
+            done = self._finish_promotion(cr, stable)
+            entry = [_entry(now, "PromotionFinalized", "stable serves the new version; traffic back on stable; "
+                            "canary scaled to zero", status)] if done else []
+            return self._write(cr, status, stable, entry, now, None if done else FINALIZE_POLL_S, finalizing=not done)
         spec = cr_.engine_spec(cr, stable)
         target = cr_.route_target(cr, spec)
         router = make_router(spec.router, self.client)
@@ -109,8 +115,9 @@ class Reconciler:
         decision = decide(spec, status, obs, now)
         if not self.can_write():
             return Result(NOT_LEADER_RETRY_S)
-        history = self._apply(decision.actions, spec, target, router, gate, decision.status, now)
-        return self._write(cr, decision.status, stable, history, now, decision.requeue_after)
+        history, finalizing = self._apply(decision.actions, spec, target, router, gate, decision.status, now)
+        requeue = FINALIZE_POLL_S if finalizing else decision.requeue_after
+        return self._write(cr, decision.status, stable, history, now, requeue, finalizing=finalizing)
 
     # ---- the steps ----------------------------------------------------------------------
 
@@ -139,7 +146,7 @@ class Reconciler:
         decision = decide(spec, fresh, Observations(), now)
         if not self.can_write():
             return Result(NOT_LEADER_RETRY_S)
-        history = self._apply(decision.actions, spec, target, router, gate, decision.status, now)
+        history, _ = self._apply(decision.actions, spec, target, router, gate, decision.status, now)
         return self._write(cr, decision.status, stable, history, now, decision.requeue_after, fresh=True)
 
     def _check_cluster(self, cr: Mapping[str, Any]) -> tuple[list[str], int | None]:
@@ -197,9 +204,11 @@ class Reconciler:
     def _apply(
         self, actions: tuple[Action, ...], spec: RolloutSpec, target: RouteTarget, router: Any,
         gate: ValidationGate, new: RolloutStatus, now: float,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The history entries to record, and whether a promotion still waits for stable."""
         workloads = make_workloads(spec.router, self.client)
         history: list[dict[str, Any]] = []
+        finalizing = False
         for action in actions:
             if isinstance(action, SetWeight):
                 if action.weight > 0:
@@ -210,11 +219,8 @@ class Reconciler:
                 workloads.retire_canary(target)
             elif isinstance(action, FinalizePromotion):
                 # stable on the new version and available, then traffic back to it, then the canary down
-                promote_stable = getattr(workloads, "promote_stable", None)
-                if promote_stable is not None:
-                    promote_stable(target)
-                    router.reset(target)
-                    workloads.retire_canary(target)
+                if hasattr(workloads, "promote_stable"):
+                    finalizing = not self._finalize(target, router, workloads)
                 else:
                     workloads.promote(target)
                     router.reset(target)
@@ -236,15 +242,37 @@ class Reconciler:
             elif isinstance(action, OpenIncident):
                 history.append(_entry(now, "Incident", f"{action.failure_mode}: {action.summary}", new,
                                       {"severity": action.severity, **action.evidence}))
-        return history
+        return history, finalizing
+
+    def _finalize(self, target: RouteTarget, router: Any, workloads: Any) -> bool:
+        """Stable on the new version and available → traffic back to stable → canary to zero.
+        False while stable is not available yet: the rollout is already Promoted (the decision is
+        made and written), and the controller finishes this on the next reconciles."""
+        try:
+            workloads.promote_stable(target)
+        except TemporaryError as exc:
+            log.info("%s/%s: %s", target.namespace, target.name, exc)
+            return False
+        router.reset(target)
+        workloads.retire_canary(target)
+        return True
+
+    def _finish_promotion(self, cr: Mapping[str, Any], stable: int | None) -> bool:
+        if not self.can_write():
+            return False
+        spec = cr_.engine_spec(cr, stable)
+        target = cr_.route_target(cr, spec)
+        return self._finalize(target, make_router(spec.router, self.client), make_workloads(spec.router, self.client))
 
     def _write(
         self, cr: Mapping[str, Any], status: RolloutStatus, stable: int | None, history: list[dict[str, Any]],
         now: float, requeue: float | None, warning: frozenset[str] | set[str] = frozenset(), fresh: bool = False,
+        finalizing: bool = False,
     ) -> Result:
         stored = dict(cr.get("status") or {})
         body = cr_.status_body(cr, status, stable)
         body["version"] = cr_.spec_of(cr).get("version")
+        body["finalizing"] = "promotion" if finalizing else None
         old_history = [] if fresh else list(stored.get("history") or [])
         seq = int(old_history[-1].get("seq", len(old_history) - 1)) + 1 if old_history else 0
         for offset, entry in enumerate(history):

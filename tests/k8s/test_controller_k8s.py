@@ -57,6 +57,11 @@ def follow(kube: KubeClient, ns: str, router: str, version: int, timeout: float 
     raise AssertionError(f"rollout did not finish; seen {seen}; status {get_rollout(kube, ns).get('status')}")
 
 
+def finalized(kube: KubeClient, ns: str, name: str = "minilm") -> dict[str, Any] | None:
+    cr = get_rollout(kube, ns, name)
+    return cr if "finalizing" not in (cr.get("status") or {}) else None
+
+
 def steps_started(cr: dict[str, Any]) -> list[int]:
     return [e["stepIndex"] for e in cr["status"]["history"] if e["kind"] == "StepStarted"]
 
@@ -74,7 +79,7 @@ def test_full_rollout_through_each_router(
     controllers.append(ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path))
     kube.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns, rollout(ns, router, steps=(25, 50, 100), step_s=1.5))
     seen = follow(kube, ns, router, 3)
-    cr = get_rollout(kube, ns)
+    cr = wait_for(lambda: finalized(kube, ns), 60, "promotion finalized")
     assert cr["status"]["phase"] == "Promoted", (cr["status"], controllers[0].output())
     # every planned weight was read back from the API server, in order, and only those
     matched = [planned for planned, observed in seen if planned == observed]
@@ -145,7 +150,7 @@ def test_sigkill_mid_rollout_converges_without_skipping_or_repeating(
         kinds = [e["kind"] for e in cr["status"]["history"]]
         assert kinds.count("Promoted") == 1
         assert [e["seq"] for e in cr["status"]["history"]] == list(range(len(kinds)))
-        assert served_uri(kube.get_deployment(ns, name)) == "models:/minilm/3"
+        assert served_uri(kube.get_deployment(ns, name)) == f"models:/{name}/3"
         crs[cr["metadata"]["uid"]] = cr
     assert final.terminate() == 0
     # the SQL audit log mirrors every transition, with no gap and nothing twice

@@ -63,5 +63,10 @@ class KServeRouter:
         return read_weight(isvc, model_uri(target, target.canary_version))
 
     def reset(self, target: RouteTarget) -> None:
-        """All traffic on the previous revision: ``canaryTrafficPercent: 0``."""
-        self.set_weight(target, 0)
+        """All traffic on the previous revision: ``canaryTrafficPercent: 0``. Without the field
+        (after a promotion) there is no split to undo, and setting 0 would pin the old revision."""
+        name, isvc = self._get(target)
+        if "canaryTrafficPercent" in ((isvc.get("spec") or {}).get("predictor") or {}):
+            patch = weight_patch(isvc, 0)
+            if patch is not None:
+                self.client.patch_custom(GROUP, VERSION, PLURAL, target.namespace, name, patch)
