@@ -52,6 +52,8 @@ class Fleet:
                 self._servers.pop(role, None)
             else:
                 self._servers[role] = server
+        if server is not None:
+            self.metrics.announce(self.model, server.version, role)
 
     def versions(self) -> dict[str, int]:
         with self._lock:

@@ -38,6 +38,12 @@ class ServingMetrics:
         self._log: deque[Sample] = deque(maxlen=max_samples)
         self._lock = threading.Lock()
 
+    def announce(self, model: str, version: int, role: str) -> None:
+        """Create a version's series at zero when it starts serving: Prometheus takes a new series' first
+        value as its start, so an error counter born at 1 would hide the first error from increase()."""
+        for outcome in ("ok", "error"):
+            self.requests.labels(model, str(version), role, outcome).inc(0)
+
     def record(self, model: str, version: int, role: str, at: float, latency_s: float, ok: bool) -> None:
         labels = (model, str(version), role)
         self.requests.labels(*labels, "ok" if ok else "error").inc()
