@@ -1,12 +1,12 @@
 """A real Kubernetes control plane for the test suite, built from upstream Go modules.
 
-No mocks: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl are
-built from the pinned ``k8s.io/kubernetes`` / ``go.etcd.io/etcd`` modules in ``go.mod``
-next to this file, kwok (fake nodes that turn bound pods Running and Ready) from
-``kwok/go.mod``, and the CRDs listed in ``crds.json`` are taken from their upstream Go
-modules. Everything listens on 127.0.0.1 only.
+No mocks: etcd, kube-apiserver (RBAC, ServiceAccount token issuing), kube-controller-manager,
+kube-scheduler and kwok (fake nodes whose pods turn Running and Ready) run as processes on
+free 127.0.0.1 ports, built by ``binaries.py``; the upstream CRDs of ``crds.json`` are
+installed with server-side apply. Standard library plus ``cryptography`` only, so that it
+runs before anything else is installed.
 
-Command line (from anywhere; ``python tests/cluster/harness.py COMMAND``)::
+Command line (``python tests/cluster/harness.py COMMAND``; see README.md)::
 
     build    build the binaries and fetch the CRDs (cached in bin/<versions>/)
     up       start a cluster in the background, print ``KUBECONFIG=<path>``
@@ -18,253 +18,378 @@ From Python::
     cluster = Cluster.start()          # or Cluster.attach(kubeconfig)
     cluster.kubeconfig, cluster.server
     cluster.kubectl("get", "nodes")
-    cluster.token_kubeconfig("ns", "sa")   # least-privilege identity
+    cluster.token_kubeconfig("ns", "sa")   # identity with no permissions unless granted
     cluster.stop()
-
-This module uses only the standard library (plus ``cryptography`` when installed, else
-the ``openssl`` command) so that it runs before anything else is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import contextlib
-import ctypes
-import datetime
-import hashlib
-import ipaddress
+import fcntl
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-BIN_ROOT = HERE / "bin"
-RUN_ROOT = HERE / ".run"
-KWOK_MODULE_DIR = HERE / "kwok"
-CRDS_FILE = HERE / "crds.json"
+try:  # imported as tests.cluster.harness
+    from . import binaries, pki
+    from .procs import Proc, die_with_parent, free_ports, proc_start_time
+except ImportError:  # run as a script
+    import binaries  # type: ignore[no-redef]
+    import pki  # type: ignore[no-redef]
+    from procs import Proc, die_with_parent, free_ports, proc_start_time  # type: ignore[no-redef]
 
-ETCD = "etcd"
-APISERVER = "kube-apiserver"
-CONTROLLER_MANAGER = "kube-controller-manager"
-SCHEDULER = "kube-scheduler"
-KUBECTL = "kubectl"
-KWOK = "kwok"
-BINARIES = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KUBECTL, KWOK)
-
-#: Files whose content decides the cache key of bin/<key>/.
-PIN_FILES = (HERE / "go.mod", HERE / "go.sum", KWOK_MODULE_DIR / "go.mod", KWOK_MODULE_DIR / "go.sum", CRDS_FILE)
-
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-DEFAULT_NODES = 2
+ClusterError = binaries.ClusterError
+RUN_ROOT = binaries.HERE / ".run"
+UP_DIR = RUN_ROOT / "up"
 SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"
-BUILD_JOBS = 2
-
-_VERBOSE = True
-
-
-class ClusterError(RuntimeError):
-    """The test cluster could not be built, started, reached or stopped."""
-
-
-class BinariesMissing(ClusterError):
-    """The binaries are not built yet (``make cluster-build``)."""
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+#: Fake nodes: two CPU nodes and one tainted GPU node (nvidia.com/gpu allocatable).
+NODES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("kwok-node-0", {"cpu": "16", "memory": "64Gi", "pods": "110"}),
+    ("kwok-node-1", {"cpu": "16", "memory": "64Gi", "pods": "110"}),
+    ("kwok-gpu-0", {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}),
+)
+START_TIMEOUT = 180.0
+_log = binaries._log
 
 
-def _log(msg: str) -> None:
-    if _VERBOSE:
-        print(f"[cluster] {msg}", file=sys.stderr, flush=True)
+@dataclass
+class Cluster:
+    workdir: Path
+    server: str
+    kubeconfig: Path
+    kubectl_bin: str
+    procs: list[Proc] = field(default_factory=list)
+    owns_workdir: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+    _ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    _t0: float = field(default_factory=time.monotonic, repr=False)
 
-
-# --------------------------------------------------------------------------- versions
-
-
-def _module_version(gomod: Path, module: str) -> str:
-    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod.read_text(), re.MULTILINE)
-    if not match:
-        raise ClusterError(f"{module} is not required in {gomod}")
-    return match.group(1)
-
-
-@dataclass(frozen=True)
-class Versions:
-    """Pinned versions, read from the Go modules next to this file."""
-
-    kubernetes: str
-    etcd: str
-    kwok: str
-    digest: str
-
+    # ------------------------------------------------------------------ start / attach
     @classmethod
-    def read(cls) -> Versions:
-        digest = hashlib.sha256()
-        for path in PIN_FILES:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        return cls(
-            kubernetes=_module_version(HERE / "go.mod", "k8s.io/kubernetes"),
-            etcd=_module_version(HERE / "go.mod", "go.etcd.io/etcd/server/v3"),
-            kwok=_module_version(KWOK_MODULE_DIR / "go.mod", "sigs.k8s.io/kwok"),
-            digest=digest.hexdigest()[:12],
+    def start(cls, workdir: Path | None = None, *, daemon: bool = False) -> Cluster:
+        """Start a cluster from the built binaries; ``daemon`` processes outlive this one."""
+        bindir = binaries.bin_dir()
+        if not binaries.is_built(bindir):
+            raise binaries.BinariesMissing(f"cluster binaries not built in {bindir}: run `make cluster-build`")
+        RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        owns = workdir is None
+        workdir = workdir or Path(tempfile.mkdtemp(prefix=f"cluster-{os.getpid()}-", dir=RUN_ROOT))
+        workdir.mkdir(parents=True, exist_ok=True)
+        etcd_port, peer_port, api_port, kcm_port, sched_port = free_ports(5)
+        server = f"https://127.0.0.1:{api_port}"
+        cluster = cls(workdir, server, workdir / "admin.kubeconfig", str(bindir / binaries.KUBECTL), owns_workdir=owns)
+        if not daemon:
+            atexit.register(cluster.stop)
+        t0 = cluster._t0 = time.monotonic()
+        try:
+            cluster._boot(bindir, daemon, etcd_port, peer_port, api_port, kcm_port, sched_port)
+        except BaseException:
+            cluster.stop()
+            raise
+        cluster.timings["total"] = time.monotonic() - t0
+        _log(f"cluster ready in {cluster.timings['total']:.1f}s: KUBECONFIG={cluster.kubeconfig}")
+        return cluster
+
+    def _boot(self, bindir: Path, daemon: bool, etcd: int, peer: int, api: int, kcm: int, sched: int) -> None:
+        certs = pki.Pki(self.workdir / "pki")
+        serving = certs.issue("apiserver", "kube-apiserver", hosts=(
+            "127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ))
+        sa = certs.service_account_keys()
+        kube = {
+            "admin": certs.issue("admin", "kubernetes-admin", organization="system:masters"),
+            "kcm": certs.issue("kcm", "system:kube-controller-manager"),
+            "scheduler": certs.issue("scheduler", "system:kube-scheduler"),
+            "kwok": certs.issue("kwok", "kwok-controller", organization="system:masters"),
+        }
+        cfg = {name: pki.write_kubeconfig(self.workdir / f"{name}.kubeconfig", server=self.server, ca=certs.ca.cert,
+                                          user=name, client=pair) for name, pair in kube.items()}
+        self._ssl = ssl.create_default_context(cafile=str(certs.ca.cert))
+        self._ssl.load_cert_chain(str(kube["admin"].cert), str(kube["admin"].key))
+
+        def spawn(name: str, *argv: str) -> None:
+            log = self.workdir / f"{name}.log"
+            with log.open("ab") as out:
+                popen = subprocess.Popen(
+                    [str(bindir / argv[0]), *argv[1:]], cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=None if daemon else die_with_parent,
+                )
+            self.procs.append(Proc(name, popen.pid, proc_start_time(popen.pid), log, None if daemon else popen))
+            if daemon:  # recorded at once: `down` finds them even if this process dies mid-start
+                self.save_state()
+
+        spawn("etcd", binaries.ETCD, "--name=test", f"--data-dir={self.workdir / 'etcd'}",
+              f"--listen-client-urls=http://127.0.0.1:{etcd}", f"--advertise-client-urls=http://127.0.0.1:{etcd}",
+              f"--listen-peer-urls=http://127.0.0.1:{peer}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+              f"--initial-cluster=test=http://127.0.0.1:{peer}", "--unsafe-no-fsync", "--log-level=warn")
+        self._wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd}/health", None, b'"health":"true"'))
+        ca, pk = str(certs.ca.cert), str(certs.ca.key)
+        spawn("kube-apiserver", binaries.APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd}",
+              "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
+              f"--cert-dir={self.workdir / 'apiserver'}", f"--tls-cert-file={serving.cert}",
+              f"--tls-private-key-file={serving.key}", f"--client-ca-file={ca}", "--authorization-mode=Node,RBAC",
+              "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+              f"--service-account-key-file={sa.cert}", f"--service-account-signing-key-file={sa.key}",
+              f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true", "--profiling=false",
+              "--enable-priority-and-fairness=false")
+        self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", self._ssl, b"ok"))
+        # `create`, not server-side apply: the etcd is always fresh, and computing managed fields
+        # of the multi-megabyte Argo/KServe schemas costs more than half a minute on 2 cores.
+        crd_applies = [self._kubectl_popen("create", f"-f={d}")
+                       for d in sorted(p for p in binaries.crds_dir(bindir).iterdir() if p.is_dir())]
+        try:
+            common = ("--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false")
+            spawn("kube-controller-manager", binaries.CONTROLLER_MANAGER, *common, f"--secure-port={kcm}",
+                  f"--kubeconfig={cfg['kcm']}", f"--authentication-kubeconfig={cfg['kcm']}",
+                  f"--authorization-kubeconfig={cfg['kcm']}", f"--cert-dir={self.workdir / 'kcm'}",
+                  "--use-service-account-credentials=true", f"--service-account-private-key-file={sa.key}",
+                  f"--root-ca-file={ca}", f"--cluster-signing-cert-file={ca}", f"--cluster-signing-key-file={pk}",
+                  f"--service-cluster-ip-range={SERVICE_CIDR}", "--controllers=*")
+            spawn("kube-scheduler", binaries.SCHEDULER, *common, f"--secure-port={sched}",
+                  f"--kubeconfig={cfg['scheduler']}", f"--authentication-kubeconfig={cfg['scheduler']}",
+                  f"--authorization-kubeconfig={cfg['scheduler']}", f"--cert-dir={self.workdir / 'scheduler'}")
+            spawn("kwok", binaries.KWOK, f"--kubeconfig={cfg['kwok']}", f"--config={bindir / binaries.KWOK_STAGES_FILE}",
+                  "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                  "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40")
+            self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(_node_list()))
+            for apply in crd_applies:
+                _, err = apply.communicate(timeout=START_TIMEOUT)
+                _log(f"applied {apply.args[-1].rsplit('/', 1)[-1]} at {time.monotonic() - self._t0:.1f}s")
+                if apply.returncode != 0:
+                    raise ClusterError(f"installing CRDs failed: {' '.join(apply.args[2:])}: {err.strip()}")
+            insecure = ssl._create_unverified_context()
+            self._wait("kube-controller-manager", lambda: _http_ok(f"https://127.0.0.1:{kcm}/healthz", insecure, b"ok"))
+            self._wait("kube-scheduler", lambda: _http_ok(f"https://127.0.0.1:{sched}/healthz", insecure, b"ok"))
+            self._wait("CRDs established", self._crds_established)
+            self._wait("kwok nodes Ready", self._nodes_ready)
+            self._wait("default ServiceAccount", lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default"))
+        finally:
+            for apply in crd_applies:
+                if apply.poll() is None:
+                    apply.kill()
+                    apply.wait()
+
+    # ------------------------------------------------------------------ helpers
+    def _wait(self, what: str, ready: Callable[[], Any], timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc in self.procs:
+                if not proc.alive():
+                    raise ClusterError(f"{proc.name} exited while waiting for {what}: {proc.log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                if ready():
+                    self.timings[what] = time.monotonic() - self._t0
+                    _log(f"{what}: ok at {self.timings[what]:.1f}s")
+                    return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (logs in {self.workdir})")
+            time.sleep(0.2)
+
+    def get(self, path: str) -> Any:
+        """GET a path of the API server as the admin; None on 404."""
+        ctx = self._ssl or _kubeconfig_ssl(self.kubeconfig)
+        try:
+            with urllib.request.urlopen(self.server + path, context=ctx, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def _crds_established(self) -> bool:
+        items = self.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
+        return bool(items) and all(
+            any(c["type"] == "Established" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions") or [])
+            for i in items
         )
 
-    @property
-    def key(self) -> str:
-        return f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}_{self.digest}"
+    def _nodes_ready(self) -> bool:
+        nodes = self.get("/api/v1/nodes")["items"]
+        ready = [n for n in nodes for c in (n.get("status") or {}).get("conditions") or [] if c["type"] == "Ready" and
+                 c["status"] == "True"]
+        return len(ready) == len(NODES)
+
+    def _kubectl_popen(self, *args: str) -> subprocess.Popen[str]:
+        argv = [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}", *args]
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this cluster; raise ClusterError with its stderr on failure."""
+        argv = [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def token_kubeconfig(self, namespace: str, service_account: str) -> Path:
+        """Kubeconfig holding a fresh token of ServiceAccount namespace/name (created if missing)."""
+        sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account, "namespace": namespace}}
+        self.kubectl("apply", "-f", "-", input=json.dumps(sa))
+        token = self.kubectl("create", "token", service_account, "-n", namespace, "--duration=1h").stdout.strip()
+        ca = self.workdir / "pki" / "ca.crt"
+        path = self.workdir / f"sa-{namespace}-{service_account}.kubeconfig"
+        return pki.write_kubeconfig(path, server=self.server, ca=ca, user=service_account, token=token,
+                                    namespace=namespace)
+
+    def save_state(self) -> None:
+        procs = [{"name": p.name, "pid": p.pid, "start_time": p.start_time, "log": str(p.log)} for p in self.procs]
+        state = {"procs": procs, "kubeconfig": str(self.kubeconfig)}
+        (self.workdir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    def stop(self) -> None:
+        """Stop every component (newest first) and remove the working folder if it was ours."""
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @classmethod
+    def attach(cls, kubeconfig: Path) -> Cluster:
+        """A handle on a running cluster (for example one from ``make cluster-up``); stop() is a no-op."""
+        config = json.loads(kubeconfig.read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        return cls(kubeconfig.parent, server, kubeconfig, str(binaries.bin_dir() / binaries.KUBECTL), owns_workdir=False)
 
 
-def bin_dir() -> Path:
-    """Folder holding the binaries and CRDs of the pinned versions."""
-    return BIN_ROOT / Versions.read().key
+def _node_list() -> dict[str, Any]:
+    items = []
+    for name, allocatable in NODES:
+        gpu = "nvidia.com/gpu" in allocatable
+        labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                  "type": "kwok", **({"nvidia.com/gpu.present": "true"} if gpu else {})}
+        spec = {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]} if gpu else {}
+        items.append({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": name, "labels": labels, "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
+                      "spec": spec, "status": {"allocatable": allocatable, "capacity": allocatable}})
+    return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
-def _crd_specs() -> list[dict[str, Any]]:
-    return list(json.loads(CRDS_FILE.read_text())["crds"])
+def _http_ok(url: str, ctx: ssl.SSLContext | None, expect: bytes) -> bool:
+    with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+        return resp.status == 200 and expect in resp.read()
 
 
-def is_built(target: Path | None = None) -> bool:
-    target = target or bin_dir()
-    return all((target / name).is_file() for name in BINARIES) and (target / "crds" / ".complete").is_file()
+def _kubeconfig_ssl(kubeconfig: Path) -> ssl.SSLContext:
+    config = json.loads(kubeconfig.read_text())
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    ctx = ssl.create_default_context(cadata=ca)
+    user = config["users"][0]["user"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp, "c"), Path(tmp, "k")
+        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+        key.write_bytes(base64.b64decode(user["client-key-data"]))
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
 
 
-# --------------------------------------------------------------------------- build
+# ---------------------------------------------------------------------- background cluster (make cluster-up)
+def _state_file() -> Path:
+    return UP_DIR / "state.json"
 
 
-def find_go() -> str:
-    """The Go toolchain: $GO, then PATH, then Go's default install location."""
-    for candidate in (os.environ.get("GO"), shutil.which("go"), "/usr/local/go/bin/go"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise ClusterError("no Go toolchain found: set GO=/path/to/go or put go on PATH")
+def _background() -> tuple[list[Proc], Path] | None:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        state = json.loads(_state_file().read_text())
+        procs = [Proc(p["name"], p["pid"], p["start_time"], Path(p["log"])) for p in state["procs"]]
+        return procs, Path(state["kubeconfig"])
+    return None
 
 
-def _run_checked(argv: Sequence[str], *, cwd: Path, env: dict[str, str], what: str) -> None:
-    _log(f"{what}: {' '.join(argv)}")
-    result = subprocess.run(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, check=False)
-    if result.returncode != 0:
-        raise ClusterError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}")
+@contextlib.contextmanager
+def _up_lock() -> Any:
+    """Serialize up/down of the shared background cluster between processes."""
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    with (RUN_ROOT / "up.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
-def _go_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["CGO_ENABLED"] = "0"  # static binaries, no C toolchain needed (as upstream releases)
-    env["GOFLAGS"] = "-mod=mod -buildvcs=false"
-    env.setdefault("GOTOOLCHAIN", "local")
-    return env
+def up() -> Path:
+    with _up_lock():
+        return _up()
 
 
-def _kube_ldflags(version: str) -> str:
-    major, minor = version.lstrip("v").split(".")[:2]
-    flags = ["-s", "-w"]
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        flags += [
-            f"-X {pkg}.gitVersion={version}",
-            f"-X {pkg}.gitMajor={major}",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-        ]
-    return " ".join(flags)
+def _up() -> Path:
+    found = _background()
+    if found and (UP_DIR / "ready").is_file() and all(p.alive() for p in found[0]):
+        with contextlib.suppress(Exception):
+            if _http_ok(Cluster.attach(found[1]).server + "/readyz", _kubeconfig_ssl(found[1]), b"ok"):
+                return found[1]
+    _down()
+    cluster = Cluster.start(UP_DIR, daemon=True)
+    (UP_DIR / "ready").touch()
+    return cluster.kubeconfig
 
 
-def build(*, jobs: int = BUILD_JOBS) -> Path:
-    """Build whatever is missing in bin/<versions>/ and return that folder."""
-    versions = Versions.read()
-    target = BIN_ROOT / versions.key
-    if is_built(target):
-        return target
-    go = find_go()
-    env = _go_env()
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=BIN_ROOT))
+def down() -> bool:
+    """Stop the background cluster; True if something was running."""
+    with _up_lock():
+        return _down()
+
+
+def _down() -> bool:
+    found = _background()
+    running = bool(found) and any(p.alive() for p in found[0])
+    for proc in reversed(found[0] if found else []):
+        proc.stop()
+    shutil.rmtree(UP_DIR, ignore_errors=True)
+    return running
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness.py", description="Real Kubernetes control plane for the tests.")
+    parser.add_argument("command", choices=["build", "up", "down", "status"])
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    args = parser.parse_args(argv)
+    binaries.VERBOSE[0] = not args.quiet and (args.command == "build" or bool(os.environ.get("CLUSTER_VERBOSE")))
     try:
-        common = [go, "build", f"-p={jobs}", "-trimpath"]
-        kube = {
-            APISERVER: "k8s.io/kubernetes/cmd/kube-apiserver",
-            CONTROLLER_MANAGER: "k8s.io/kubernetes/cmd/kube-controller-manager",
-            SCHEDULER: "k8s.io/kubernetes/cmd/kube-scheduler",
-            KUBECTL: "k8s.io/kubernetes/cmd/kubectl",
-        }
-        missing = [name for name in kube if not (target / name).is_file()]
-        if missing:
-            argv = [*common, "-tags=notest", f"-ldflags={_kube_ldflags(versions.kubernetes)}", f"-o={staging}/"]
-            _run_checked([*argv, *(kube[n] for n in missing)], cwd=HERE, env=env, what=f"build {', '.join(missing)}")
-        if not (target / ETCD).is_file():
-            argv = [*common, "-ldflags=-s -w", f"-o={staging / ETCD}", "go.etcd.io/etcd/server/v3"]
-            _run_checked(argv, cwd=HERE, env=env, what="build etcd")
-        if not (target / KWOK).is_file():
-            ldflags = f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={versions.kwok.lstrip('v')}"
-            argv = [*common, f"-ldflags={ldflags}", f"-o={staging / KWOK}", "sigs.k8s.io/kwok/cmd/kwok"]
-            _run_checked(argv, cwd=KWOK_MODULE_DIR, env=env, what="build kwok")
-        for built in staging.iterdir():
-            if built.is_file():
-                os.replace(built, target / built.name)
-        if not (target / "crds" / ".complete").is_file():
-            fetch_crds(target / "crds", go=go)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    current = BIN_ROOT / "current"
-    with contextlib.suppress(OSError):
-        if current.is_symlink() or current.exists():
-            current.unlink()
-        current.symlink_to(target.name)
-    if not is_built(target):
-        raise ClusterError(f"build finished but {target} is incomplete")
-    _log(f"built {target}")
-    return target
+        if args.command == "build":
+            binaries.build()
+        elif args.command == "up":
+            print(f"KUBECONFIG={up()}")
+        elif args.command == "down":
+            print("cluster stopped" if down() else "no cluster running")
+        else:
+            found = _background()
+            alive = bool(found) and all(p.alive() for p in found[0])
+            print(f"running: KUBECONFIG={found[1]}" if found and alive else "not running")
+            return 0 if alive else 1
+    except ClusterError as exc:
+        print(f"cluster: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cluster: interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
-def fetch_crds(dest: Path, *, go: str | None = None) -> Path:
-    """Copy the CRD files named in crds.json out of their upstream Go modules."""
-    go = go or find_go()
-    env = dict(os.environ)
-    env["GOFLAGS"] = ""
-    staging = Path(tempfile.mkdtemp(prefix=".crds-", dir=dest.parent))
-    try:
-        for index, spec in enumerate(_crd_specs()):
-            ref = f"{spec['module']}@{spec['version']}"
-            _log(f"go mod download {ref}")
-            # Run outside any module so that nothing here touches go.mod/go.sum.
-            result = subprocess.run(
-                [go, "mod", "download", "-json", ref],
-                cwd=staging,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            info = json.loads(result.stdout or "{}")
-            if result.returncode != 0 or info.get("Error"):
-                raise ClusterError(f"go mod download {ref} failed: {info.get('Error') or result.stderr.strip()}")
-            if info.get("Sum") != spec["sum"]:
-                raise ClusterError(f"{ref}: checksum {info.get('Sum')} does not match the pinned {spec['sum']}")
-            module_dir = Path(info["Dir"])
-            files = sorted({f for pattern in spec["files"] for f in module_dir.glob(pattern) if f.is_file()})
-            if not files:
-                raise ClusterError(f"{ref}: no file matches {spec['files']}")
-            group = staging / f"{index:02d}-{spec['name']}"
-            group.mkdir()
-            for file in files:
-                shutil.copyfile(file, group / file.name)
-        (staging / ".complete").write_text(json.dumps(_crd_specs(), indent=2) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest
-
+if __name__ == "__main__":
+    sys.exit(main())

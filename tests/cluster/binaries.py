@@ -1,0 +1,269 @@
+"""Build the test cluster's pinned upstream binaries and fetch its upstream CRDs.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl are built from the
+``k8s.io/kubernetes`` / ``go.etcd.io/etcd`` modules pinned in ``go.mod`` next to this file,
+kwok (fake nodes whose bound pods turn Running and Ready) from ``kwok/go.mod``; kwok's stage
+files and the CRDs named in ``crds.json`` are copied out of their upstream Go modules. The
+result lands in ``bin/<versions>/``: only the first build pays. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BIN_ROOT = HERE / "bin"
+RUN_ROOT = HERE / ".run"
+KWOK_MODULE_DIR = HERE / "kwok"
+CRDS_FILE = HERE / "crds.json"
+
+ETCD = "etcd"
+APISERVER = "kube-apiserver"
+CONTROLLER_MANAGER = "kube-controller-manager"
+SCHEDULER = "kube-scheduler"
+KUBECTL = "kubectl"
+KWOK = "kwok"
+BINARIES = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KUBECTL, KWOK)
+
+#: Files whose content decides the cache key of bin/<key>/.
+PIN_FILES = (HERE / "go.mod", HERE / "go.sum", KWOK_MODULE_DIR / "go.mod", KWOK_MODULE_DIR / "go.sum")
+
+BUILD_JOBS = 2
+#: kwok's own default stages (what kwokctl gives a cluster), copied from the kwok module.
+KWOK_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+KWOK_STAGES_FILE = "kwok-stages.yaml"
+
+VERBOSE = [True]
+
+
+class ClusterError(RuntimeError):
+    """The test cluster could not be built, started, reached or stopped."""
+
+
+class BinariesMissing(ClusterError):
+    """The binaries are not built yet (``make cluster-build``)."""
+
+
+def _log(msg: str) -> None:
+    if VERBOSE[0]:
+        print(f"[cluster] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def _module_version(gomod: Path, module: str) -> str:
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod.read_text(), re.MULTILINE)
+    if not match:
+        raise ClusterError(f"{module} is not required in {gomod}")
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Pinned versions, read from the Go modules next to this file."""
+
+    kubernetes: str
+    etcd: str
+    kwok: str
+    digest: str
+
+    @classmethod
+    def read(cls) -> Versions:
+        digest = hashlib.sha256()
+        for path in PIN_FILES:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return cls(
+            kubernetes=_module_version(HERE / "go.mod", "k8s.io/kubernetes"),
+            etcd=_module_version(HERE / "go.mod", "go.etcd.io/etcd/server/v3"),
+            kwok=_module_version(KWOK_MODULE_DIR / "go.mod", "sigs.k8s.io/kwok"),
+            digest=digest.hexdigest()[:12],
+        )
+
+    @property
+    def key(self) -> str:
+        return f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}_{self.digest}"
+
+
+def bin_dir() -> Path:
+    """Folder holding the binaries and CRDs of the pinned versions."""
+    return BIN_ROOT / Versions.read().key
+
+
+def _crd_specs() -> list[dict[str, Any]]:
+    return list(json.loads(CRDS_FILE.read_text())["crds"])
+
+
+def crds_dir(target: Path | None = None) -> Path:
+    """Folder of the CRDs, keyed by crds.json (changing it does not rebuild the binaries)."""
+    return (target or bin_dir()) / f"crds-{hashlib.sha256(CRDS_FILE.read_bytes()).hexdigest()[:12]}"
+
+
+def is_built(target: Path | None = None) -> bool:
+    target = target or bin_dir()
+    files = [*(target / name for name in BINARIES), target / KWOK_STAGES_FILE, crds_dir(target) / ".complete"]
+    return all(f.is_file() for f in files)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def find_go() -> str:
+    """The Go toolchain: $GO, then PATH, then Go's default install location."""
+    for candidate in (os.environ.get("GO"), shutil.which("go"), "/usr/local/go/bin/go"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ClusterError("no Go toolchain found: set GO=/path/to/go or put go on PATH")
+
+
+def _run_checked(argv: Sequence[str], *, cwd: Path, env: dict[str, str], what: str) -> None:
+    _log(f"{what}: {' '.join(argv)}")
+    result = subprocess.run(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}")
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"  # static binaries, no C toolchain needed (as upstream releases)
+    env["GOFLAGS"] = "-mod=readonly -buildvcs=false"  # go.mod/go.sum are the pins: never rewritten
+    env.setdefault("GOTOOLCHAIN", "local")
+    return env
+
+
+def _kube_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+        ]
+    return " ".join(flags)
+
+
+def build(*, jobs: int = BUILD_JOBS) -> Path:
+    """Build whatever is missing in bin/<versions>/ and return that folder."""
+    versions = Versions.read()
+    target = BIN_ROOT / versions.key
+    if is_built(target):
+        return target
+    go = find_go()
+    env = _go_env()
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=BIN_ROOT))
+    try:
+        common = [go, "build", f"-p={jobs}", "-trimpath"]
+        kube = {
+            APISERVER: "k8s.io/kubernetes/cmd/kube-apiserver",
+            CONTROLLER_MANAGER: "k8s.io/kubernetes/cmd/kube-controller-manager",
+            SCHEDULER: "k8s.io/kubernetes/cmd/kube-scheduler",
+            KUBECTL: "k8s.io/kubernetes/cmd/kubectl",
+        }
+        missing = [name for name in kube if not (target / name).is_file()]
+        if missing:
+            argv = [*common, "-tags=notest", f"-ldflags={_kube_ldflags(versions.kubernetes)}", f"-o={staging}/"]
+            _run_checked([*argv, *(kube[n] for n in missing)], cwd=HERE, env=env, what=f"build {', '.join(missing)}")
+        if not (target / ETCD).is_file():
+            argv = [*common, "-ldflags=-s -w", f"-o={staging / ETCD}", "go.etcd.io/etcd/server/v3"]
+            _run_checked(argv, cwd=HERE, env=env, what="build etcd")
+        if not (target / KWOK).is_file():
+            ldflags = f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={versions.kwok.lstrip('v')}"
+            argv = [*common, f"-ldflags={ldflags}", f"-o={staging / KWOK}", "sigs.k8s.io/kwok/cmd/kwok"]
+            _run_checked(argv, cwd=KWOK_MODULE_DIR, env=env, what="build kwok")
+        for built in staging.iterdir():
+            if built.is_file():
+                os.replace(built, target / built.name)
+        if not (target / KWOK_STAGES_FILE).is_file():
+            fetch_kwok_stages(target / KWOK_STAGES_FILE, go=go, env=env)
+        if not (crds_dir(target) / ".complete").is_file():
+            fetch_crds(crds_dir(target), go=go)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    current = BIN_ROOT / "current"
+    with contextlib.suppress(OSError):
+        if current.is_symlink() or current.exists():
+            current.unlink()
+        current.symlink_to(target.name)
+    if not is_built(target):
+        raise ClusterError(f"build finished but {target} is incomplete")
+    _log(f"built {target}")
+    return target
+
+
+def fetch_kwok_stages(dest: Path, *, go: str, env: dict[str, str]) -> Path:
+    """Concatenate kwok's upstream default Stage files into one kwok --config file."""
+    result = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
+        cwd=KWOK_MODULE_DIR, env=env, capture_output=True, text=True, check=False,
+    )
+    module_dir = Path(result.stdout.strip())
+    if result.returncode != 0 or not module_dir.is_dir():
+        raise ClusterError(f"cannot locate the sigs.k8s.io/kwok module: {result.stderr.strip()}")
+    docs = [f"# {rel} from sigs.k8s.io/kwok\n" + (module_dir / rel).read_text().strip() + "\n" for rel in KWOK_STAGES]
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text("---\n".join(docs))
+    os.replace(tmp, dest)
+    return dest
+
+
+def fetch_crds(dest: Path, *, go: str | None = None) -> Path:
+    """Copy the CRD files named in crds.json out of their upstream Go modules."""
+    go = go or find_go()
+    env = dict(os.environ)
+    env["GOFLAGS"] = ""
+    staging = Path(tempfile.mkdtemp(prefix=".crds-", dir=dest.parent))
+    try:
+        for index, spec in enumerate(_crd_specs()):
+            ref = f"{spec['module']}@{spec['version']}"
+            _log(f"go mod download {ref}")
+            # Run outside any module so that nothing here touches go.mod/go.sum.
+            result = subprocess.run(
+                [go, "mod", "download", "-json", ref],
+                cwd=staging,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            info = json.loads(result.stdout or "{}")
+            if result.returncode != 0 or info.get("Error"):
+                raise ClusterError(f"go mod download {ref} failed: {info.get('Error') or result.stderr.strip()}")
+            if info.get("Sum") != spec["sum"]:
+                raise ClusterError(f"{ref}: checksum {info.get('Sum')} does not match the pinned {spec['sum']}")
+            module_dir = Path(info["Dir"])
+            files = sorted({f for pattern in spec["files"] for f in module_dir.glob(pattern) if f.is_file()})
+            if not files:
+                raise ClusterError(f"{ref}: no file matches {spec['files']}")
+            group = staging / f"{index:02d}-{spec['name']}"
+            group.mkdir()
+            for file in files:
+                shutil.copyfile(file, group / file.name)
+        (staging / ".complete").write_text(json.dumps(_crd_specs(), indent=2) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
