@@ -33,7 +33,8 @@ from controlplane.adapters.kube import KubeClient  # noqa: E402
 from controlplane.app import kube_rollout as cr_  # noqa: E402
 from controlplane.app.controller import Controller, ControllerOptions  # noqa: E402
 from controlplane.app.kube_edges import TimedSteps  # noqa: E402
-from controlplane.app.kube_reconcile import KubeEvents, Reconciler  # noqa: E402
+from controlplane.app.kube_events import KubeEvents  # noqa: E402
+from controlplane.app.kube_reconcile import Reconciler  # noqa: E402
 
 
 def workload(ns: str, name: str, replicas: int) -> list[dict[str, Any]]:
@@ -68,10 +69,14 @@ def run(kubeconfig: str, n: int, replicas: int, steps: tuple[int, ...], step_s: 
             create(admin, obj)
     client = KubeClient(kubeconfig, pool_size=max(32, workers * 2))
     calls: Counter[str] = Counter()
+    latencies: list[float] = []
 
     def count(verb: str, path: str, code: int, seconds: float) -> None:
-        kind = "lease" if "/leases" in path else "event" if "/events" in path else "other"
-        calls[f"{verb}:{kind}"] += 1
+        parts = path.split("/")
+        kind = parts[-1] if parts[-1] in ("status", "events", "leases") else parts[-2] if len(parts) > 2 else path
+        if verb == "get" and "/leases" not in path:
+            latencies.append(seconds)
+        calls[f"{verb}:{'lease' if '/leases' in path else kind}"] += 1
 
     client.hooks.append(count)
     reconciler = Reconciler(client, TimedSteps(), KubeEvents(client, "bench"))
@@ -113,6 +118,7 @@ def run(kubeconfig: str, n: int, replicas: int, steps: tuple[int, ...], step_s: 
         "step_transitions": transitions,
         "api_requests_per_transition": round(requests / max(transitions, 1), 2),
         "writes_per_transition": round(writes / max(transitions, 1), 2),
+        "api_get_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "calls": dict(sorted(calls.items())),
     }
 
@@ -156,7 +162,7 @@ def subprocess_apply(kubeconfig: str, cluster: Any) -> None:
     crd = yaml.safe_load((ROOT / "manifests" / "crd" / "modelrollouts.yaml").read_text())
     client = KubeClient(kubeconfig)
     path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
-    client.request("PATCH", path, body=crd, content_type="application/apply-patch+yaml",
+    client.request("PATCH", path, body=json.dumps(crd), content_type="application/apply-patch+yaml",
                    query={"fieldManager": "benchmark", "force": True})
     for _ in range(100):
         got = client.request("GET", path)

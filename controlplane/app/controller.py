@@ -61,6 +61,8 @@ class Controller:
         self.lost = False
         self.durations: list[float] = []  # seconds per reconcile (benchmarks read these)
         self._own_writes: dict[Key, str] = {}
+        self._cache: dict[Key, dict[str, object]] = {}  # latest copy seen (watch or own write)
+        self._cache_lock = threading.Lock()
         self._failures: dict[Key, int] = {}
         self._threads: list[threading.Thread] = []
         self.elector = LeaderElector(
@@ -132,6 +134,7 @@ class Controller:
                 listing = self.client.list_objects(cr_.GROUP, cr_.VERSION, cr_.PLURAL, self.options.namespace)
                 rv = (listing.get("metadata") or {}).get("resourceVersion")
                 for item in listing.get("items") or []:
+                    self._remember(_key(item), item)
                     self.queue.add(_key(item))
                 self.synced.set()
                 backoff = 0.5
@@ -161,7 +164,10 @@ class Controller:
             if kind == "DELETED":
                 self.queue.forget(key)
                 self._own_writes.pop(key, None)
-            elif self._own_writes.get(key) != rv:  # our own status write: already acted on
+                self._forget(key)
+                continue
+            self._remember(key, obj)
+            if self._own_writes.get(key) != rv:  # our own status write: already acted on
                 self.queue.add(key)
         return rv
 
@@ -182,15 +188,20 @@ class Controller:
         started = time.monotonic()
         result = "ok"
         try:
-            outcome = self.reconciler.reconcile(*key)
+            with self._cache_lock:
+                cached = self._cache.get(key)
+            outcome = self.reconciler.reconcile(*key, cached=cached)  # type: ignore[arg-type]
             self._failures.pop(key, None)
             if outcome.wrote and outcome.resource_version:
                 self._own_writes[key] = outcome.resource_version
                 self.metrics.status_writes.inc()
+            if outcome.written is not None:
+                self._remember(key, outcome.written)
             if outcome.requeue_after is not None:
                 self.queue.add(key, outcome.requeue_after)
         except ConflictError:
             result = "conflict"
+            self._forget(key)  # read it afresh next time
             self.queue.add(key, 0.0)
         except TemporaryError as exc:
             result = "retry"
@@ -210,10 +221,28 @@ class Controller:
             self.metrics.reconcile_seconds.observe(elapsed)
             self.metrics.reconciles.labels(result=result).inc()
 
+    def _remember(self, key: Key, obj: dict[str, object]) -> None:
+        """Keep the newest copy (by resourceVersion order as the server delivered them)."""
+        with self._cache_lock:
+            old = self._cache.get(key)
+            if old is None or _rv(obj) >= _rv(old):  # a late watch event must not undo our own write
+                self._cache[key] = obj
+
+    def _forget(self, key: Key) -> None:
+        with self._cache_lock:
+            self._cache.pop(key, None)
+
     def _backoff(self, key: Key, floor: float = 0.1) -> float:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         return min(self.options.max_backoff_s, floor * 2 ** (failures - 1))
+
+
+def _rv(obj: dict[str, object]) -> int:
+    """resourceVersion as a number (etcd's revision); 0 when it is not one (then always replaced)."""
+    meta = obj.get("metadata") or {}
+    value = str(meta.get("resourceVersion", "")) if isinstance(meta, dict) else ""
+    return int(value) if value.isdigit() else 0
 
 
 def _key(obj: dict[str, object]) -> Key:

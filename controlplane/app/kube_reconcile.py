@@ -43,15 +43,14 @@ from controlplane.engine.types import (
     StartValidation,
     TerminateValidation,
 )
-from controlplane.errors import ControlPlaneError, InputError, NotFoundError, TemporaryError
+from controlplane.errors import InputError, NotFoundError, TemporaryError
 from controlplane.ports import ModelRegistry, RouteTarget
 
 log = logging.getLogger("controlplane.controller")
 HISTORY_LIMIT = 100
 FINALIZE_POLL_S = 1.0  # a promoted rollout waiting for stable to be available
 NOT_LEADER_RETRY_S = 1.0  # leadership in doubt (a renewal late): look again soon, write nothing now
-COMPONENT = "attn-controlplane"
-QUIET_KINDS = frozenset({"Analysis", "AliasNotMoved"})  # kept in status.history, not mirrored as Events
+QUIET_KINDS = frozenset({"Analysis", "AliasNotMoved", "PromotionFinalized"})  # kept in status.history, not mirrored as Events
 GateFactory = Callable[[RolloutSpec], ValidationGate]
 
 
@@ -68,6 +67,7 @@ class Result:
     requeue_after: float | None
     wrote: bool = False
     resource_version: str | None = None
+    written: dict[str, Any] | None = None  # the rollout as the status write returned it
 
 
 class Reconciler:
@@ -86,9 +86,12 @@ class Reconciler:
         self.client, self.analyzer, self.events, self.audit = client, analyzer, events, audit
         self.gate_factory, self.registry, self.can_write, self.clock = gate_factory, registry, can_write, clock
 
-    def reconcile(self, namespace: str, name: str) -> Result:
+    def reconcile(self, namespace: str, name: str, cached: dict[str, Any] | None = None) -> Result:
+        """``cached``: the rollout as the watch last delivered it (saves a GET). A stale copy is
+        harmless: the status write is conditional on its resourceVersion, so it fails with 409
+        and the caller reconciles again from a fresh GET."""
         try:
-            cr = self.client.get_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name)
+            cr = cached or self.client.get_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name)
         except NotFoundError:
             return Result(None)
         if (cr.get("metadata") or {}).get("deletionTimestamp"):
@@ -296,7 +299,8 @@ class Reconciler:
                 continue
             warn = kind in warning or kind in {"RolledBack", "Aborted", "Incident", "ValidationFailed", "WeightDrift"}
             self.events.emit(written, kind, entry["message"], warn)
-        return Result(requeue, wrote=True, resource_version=(written.get("metadata") or {}).get("resourceVersion"))
+        return Result(requeue, wrote=True, resource_version=(written.get("metadata") or {}).get("resourceVersion"),
+                      written=written)
 
 
 def _entry(
@@ -318,27 +322,3 @@ def _prune(value: Any) -> Any:
     if isinstance(value, list):
         return [_prune(v) for v in value]
     return value
-
-
-class KubeEvents:
-    """Kubernetes Events on the rollout (``core/v1`` Events, as ``kubectl describe`` shows them)."""
-
-    def __init__(self, client: KubeClient, instance: str) -> None:
-        self.client, self.instance = client, instance
-
-    def emit(self, cr: Mapping[str, Any], kind: str, message: str, warning: bool) -> None:
-        meta = cr.get("metadata") or {}
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
-            "involvedObject": {"apiVersion": cr_.API_VERSION, "kind": cr_.KIND, "name": meta.get("name"),
-                               "namespace": meta.get("namespace"), "uid": meta.get("uid")},
-            "reason": kind, "message": message[:1024], "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT, "reportingInstance": self.instance,
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        }
-        try:
-            self.client.create_event(str(meta.get("namespace")), body)
-        except ControlPlaneError as exc:  # events are a mirror of status.history: never fail a reconcile
-            log.warning("event %s on %s/%s not recorded: %s", kind, meta.get("namespace"), meta.get("name"), exc)

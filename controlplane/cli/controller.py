@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         from controlplane.adapters.kube import KubeClient
         from controlplane.app.controller import Controller, ControllerOptions, default_identity
         from controlplane.app.kube_edges import PrometheusAnalyzer, TimedSteps, WorkflowGate
-        from controlplane.app.kube_reconcile import KubeEvents, Reconciler
+        from controlplane.app.kube_events import KubeEvents
+        from controlplane.app.kube_reconcile import Reconciler
         from controlplane.errors import InputError
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
