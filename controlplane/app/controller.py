@@ -118,6 +118,9 @@ class Controller:
         for thread in self._threads:
             if thread.name.startswith("worker"):
                 thread.join(max(0.0, deadline - time.monotonic()))
+        flush = getattr(self.reconciler.events, "flush", None)
+        if flush is not None:
+            flush()
         if self.options.leader_elect and not self.lost:
             self.elector.release()
         self.metrics.leader.set(0)
