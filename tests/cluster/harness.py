@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import base64
 import contextlib
 import fcntl
 import json
@@ -46,14 +45,15 @@ from typing import Any
 
 try:  # imported as tests.cluster.harness
     from . import binaries, pki
-    from .procs import Proc, die_with_parent, free_ports, proc_start_time
+    from .procs import Proc, die_with_parent, free_ports, http_ok, proc_start_time
 except ImportError:  # run as a script
     import binaries  # type: ignore[no-redef]
     import pki  # type: ignore[no-redef]
-    from procs import Proc, die_with_parent, free_ports, proc_start_time  # type: ignore[no-redef]
+    from procs import Proc, die_with_parent, free_ports, http_ok, proc_start_time  # type: ignore[no-redef]
 
 ClusterError = binaries.ClusterError
-RUN_ROOT = binaries.HERE / ".run"
+#: Work folders of running clusters; CLUSTER_RUN_ROOT moves them (and so the `up` cluster) elsewhere.
+RUN_ROOT = Path(os.environ.get("CLUSTER_RUN_ROOT") or binaries.HERE / ".run")
 UP_DIR = RUN_ROOT / "up"
 SERVICE_CIDR = "10.96.0.0/16"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -87,6 +87,7 @@ class Cluster:
         if not binaries.is_built(bindir):
             raise binaries.BinariesMissing(f"cluster binaries not built in {bindir}: run `make cluster-build`")
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        _remove_stale_workdirs()
         owns = workdir is None
         workdir = workdir or Path(tempfile.mkdtemp(prefix=f"cluster-{os.getpid()}-", dir=RUN_ROOT))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,7 @@ class Cluster:
               f"--listen-client-urls=http://127.0.0.1:{etcd}", f"--advertise-client-urls=http://127.0.0.1:{etcd}",
               f"--listen-peer-urls=http://127.0.0.1:{peer}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
               f"--initial-cluster=test=http://127.0.0.1:{peer}", "--unsafe-no-fsync", "--log-level=warn")
-        self._wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd}/health", None, b'"health":"true"'))
+        self._wait("etcd", lambda: http_ok(f"http://127.0.0.1:{etcd}/health", None, b'"health":"true"'))
         ca, pk = str(certs.ca.cert), str(certs.ca.key)
         spawn("kube-apiserver", binaries.APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd}",
               "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
@@ -148,7 +149,7 @@ class Cluster:
               f"--service-account-key-file={sa.cert}", f"--service-account-signing-key-file={sa.key}",
               f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true", "--profiling=false",
               "--enable-priority-and-fairness=false")
-        self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", self._ssl, b"ok"))
+        self._wait("kube-apiserver", lambda: http_ok(f"{self.server}/readyz", self._ssl, b"ok"))
         # `create`, not server-side apply: the etcd is always fresh, and computing managed fields
         # of the multi-megabyte Argo/KServe schemas costs more than half a minute on 2 cores.
         crd_applies = [self._kubectl_popen("create", f"-f={d}")
@@ -174,8 +175,8 @@ class Cluster:
                 if apply.returncode != 0:
                     raise ClusterError(f"installing CRDs failed: {' '.join(apply.args[2:])}: {err.strip()}")
             insecure = ssl._create_unverified_context()
-            self._wait("kube-controller-manager", lambda: _http_ok(f"https://127.0.0.1:{kcm}/healthz", insecure, b"ok"))
-            self._wait("kube-scheduler", lambda: _http_ok(f"https://127.0.0.1:{sched}/healthz", insecure, b"ok"))
+            self._wait("kube-controller-manager", lambda: http_ok(f"https://127.0.0.1:{kcm}/healthz", insecure, b"ok"))
+            self._wait("kube-scheduler", lambda: http_ok(f"https://127.0.0.1:{sched}/healthz", insecure, b"ok"))
             self._wait("CRDs established", self._crds_established)
             self._wait("kwok nodes Ready", self._nodes_ready)
             self._wait("default ServiceAccount", lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default"))
@@ -203,7 +204,7 @@ class Cluster:
 
     def get(self, path: str) -> Any:
         """GET a path of the API server as the admin; None on 404."""
-        ctx = self._ssl or _kubeconfig_ssl(self.kubeconfig)
+        ctx = self._ssl or pki.kubeconfig_ssl_context(self.kubeconfig)
         try:
             with urllib.request.urlopen(self.server + path, context=ctx, timeout=10) as resp:
                 return json.loads(resp.read())
@@ -228,7 +229,7 @@ class Cluster:
     def _kubectl_popen(self, *args: str) -> subprocess.Popen[str]:
         argv = [self.kubectl_bin, f"--kubeconfig={self.kubeconfig}", *args]
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, preexec_fn=die_with_parent)
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
@@ -279,6 +280,14 @@ class Cluster:
         return cls(kubeconfig.parent, server, kubeconfig, str(binaries.bin_dir() / binaries.KUBECTL), owns_workdir=False)
 
 
+def _remove_stale_workdirs() -> None:
+    """Work folders left by a process that was killed (its components died with it)."""
+    for path in RUN_ROOT.glob("cluster-*-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _node_list() -> dict[str, Any]:
     items = []
     for name, allocatable in NODES:
@@ -290,24 +299,6 @@ def _node_list() -> dict[str, Any]:
                       "metadata": {"name": name, "labels": labels, "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
                       "spec": spec, "status": {"allocatable": allocatable, "capacity": allocatable}})
     return {"apiVersion": "v1", "kind": "List", "items": items}
-
-
-def _http_ok(url: str, ctx: ssl.SSLContext | None, expect: bytes) -> bool:
-    with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
-        return resp.status == 200 and expect in resp.read()
-
-
-def _kubeconfig_ssl(kubeconfig: Path) -> ssl.SSLContext:
-    config = json.loads(kubeconfig.read_text())
-    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
-    ctx = ssl.create_default_context(cadata=ca)
-    user = config["users"][0]["user"]
-    with tempfile.TemporaryDirectory() as tmp:
-        cert, key = Path(tmp, "c"), Path(tmp, "k")
-        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-        key.write_bytes(base64.b64decode(user["client-key-data"]))
-        ctx.load_cert_chain(str(cert), str(key))
-    return ctx
 
 
 # ---------------------------------------------------------------------- background cluster (make cluster-up)
@@ -341,7 +332,7 @@ def _up() -> Path:
     found = _background()
     if found and (UP_DIR / "ready").is_file() and all(p.alive() for p in found[0]):
         with contextlib.suppress(Exception):
-            if _http_ok(Cluster.attach(found[1]).server + "/readyz", _kubeconfig_ssl(found[1]), b"ok"):
+            if http_ok(Cluster.attach(found[1]).server + "/readyz", pki.kubeconfig_ssl_context(found[1]), b"ok"):
                 return found[1]
     _down()
     cluster = Cluster.start(UP_DIR, daemon=True)

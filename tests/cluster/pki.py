@@ -10,6 +10,8 @@ import base64
 import datetime
 import ipaddress
 import json
+import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +150,16 @@ def write_kubeconfig(
     path.write_text(json.dumps(config, indent=2) + "\n")
     path.chmod(0o600)
     return path
+
+
+def kubeconfig_ssl_context(kubeconfig: Path) -> ssl.SSLContext:
+    config = json.loads(kubeconfig.read_text())
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    ctx = ssl.create_default_context(cadata=ca)
+    user = config["users"][0]["user"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp, "c"), Path(tmp, "k")
+        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+        key.write_bytes(base64.b64decode(user["client-key-data"]))
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx

@@ -7,8 +7,10 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +72,8 @@ class Proc:
         with contextlib.suppress(OSError):
             return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:])
         return ""
+
+
+def http_ok(url: str, ctx: ssl.SSLContext | None, expect: bytes) -> bool:
+    with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+        return resp.status == 200 and expect in resp.read()
