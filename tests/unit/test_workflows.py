@@ -1,0 +1,134 @@
+"""The validation DAG: its committed Argo template, the local engine, request validation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controlplane.errors import InputError
+from controlplane.ports import CheckOutcome, ValidationRequest
+from controlplane.workflows import VALIDATION_DAG, LocalEngine, make_engine, request_from_ref, state_to_dict
+from controlplane.workflows.template import render_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "workflows" / "validation-template.yaml"
+ALL = ("tokenizer-parity", "quantization-accuracy", "head-collapse", "long-seq-memory")
+
+
+def test_committed_template_is_the_rendering_of_the_python_definition() -> None:
+    assert TEMPLATE.read_text() == render_yaml()
+
+
+def test_template_dag_order_gpu_step_and_status_outputs() -> None:
+    doc = yaml.safe_load(TEMPLATE.read_text())
+    assert doc["kind"] == "WorkflowTemplate"
+    templates = {t["name"]: t for t in doc["spec"]["templates"]}
+    dag = {t["name"]: t.get("depends") for t in templates[doc["spec"]["entrypoint"]]["dag"]["tasks"]}
+    assert dag == {
+        "tokenizer-parity": None,
+        "quantization-accuracy": "tokenizer-parity",
+        "head-collapse": "tokenizer-parity",
+        "long-seq-memory": "quantization-accuracy && head-collapse",
+    }
+    for check in ALL:
+        step = templates[check]
+        assert [p["name"] for p in step["outputs"]["parameters"]] == ["status"]
+        assert {"name": "CHECK", "value": check} in step["script"]["env"]
+        assert 'ctl "$@"' in step["script"]["source"] and "--checks" in step["script"]["source"]
+    gpu = templates["long-seq-memory"]
+    assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert gpu["script"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "nodeSelector" not in templates["head-collapse"]
+
+
+def _recording_runner(log: list[tuple[str, str, float]], fail: str | None = None, delay: float = 0.3) -> Any:
+    lock = threading.Lock()
+
+    def run(request: ValidationRequest, check: str) -> CheckOutcome:
+        with lock:
+            log.append(("start", check, time.monotonic()))
+        time.sleep(delay)
+        with lock:
+            log.append(("end", check, time.monotonic()))
+        status = "failed" if check == fail else "passed"
+        return CheckOutcome(check, status, f"{check} {status}", {"score": 1.0})
+
+    return run
+
+
+def _times(log: list[tuple[str, str, float]]) -> dict[tuple[str, str], float]:
+    return {(event, check): t for event, check, t in log}
+
+
+def test_local_engine_honours_dependencies_and_runs_branches_concurrently() -> None:
+    log: list[tuple[str, str, float]] = []
+    engine = LocalEngine(_recording_runner(log))
+    handle = engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG))
+    state = engine.wait(handle, timeout=30)
+    assert state.phase == "Succeeded"
+    assert [o.check for o in state.checks] == list(ALL)
+    assert all(o.status == "passed" for o in state.checks)
+    t = _times(log)
+    assert t["end", "tokenizer-parity"] <= t["start", "quantization-accuracy"]
+    assert t["end", "tokenizer-parity"] <= t["start", "head-collapse"]
+    # the two middle checks overlap: the branch really runs in parallel
+    assert t["start", "head-collapse"] < t["end", "quantization-accuracy"]
+    assert t["start", "quantization-accuracy"] < t["end", "head-collapse"]
+    assert max(t["end", "quantization-accuracy"], t["end", "head-collapse"]) <= t["start", "long-seq-memory"]
+    assert engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG)) == handle  # idempotent
+
+
+def test_local_engine_failure_stops_the_dag_and_skips_dependents() -> None:
+    log: list[tuple[str, str, float]] = []
+    engine = LocalEngine(_recording_runner(log, fail="quantization-accuracy", delay=0.05))
+    state = engine.wait(engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG)), timeout=30)
+    assert state.phase == "Failed"
+    by = {o.check: o.status for o in state.checks}
+    assert by["quantization-accuracy"] == "failed" and by["long-seq-memory"] == "skipped"
+    assert ("start", "long-seq-memory") not in _times(log)
+
+
+def test_local_engine_selected_checks_and_result_shape() -> None:
+    engine = LocalEngine(_recording_runner([], delay=0.01))
+    request = request_from_ref("minilm:v2", "long-seq-memory,tokenizer-parity", VALIDATION_DAG)
+    state = engine.wait(engine.submit(request), timeout=30)
+    data = state_to_dict(state)
+    assert set(data) == {"handle", "phase", "message", "checks"}
+    assert [c["check"] for c in data["checks"]] == ["tokenizer-parity", "long-seq-memory"]
+    assert set(data["checks"][0]) == {"check", "status", "summary", "metrics"}
+
+
+def test_local_engine_timeout_terminates() -> None:
+    engine = LocalEngine(_recording_runner([], delay=2.0))
+    state = engine.wait(engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG)), timeout=0.2)
+    assert state.phase == "Failed" and "timed out" in state.message
+    assert {o.status for o in state.checks} <= {"error", "skipped"}
+
+
+@pytest.mark.parametrize(
+    ("ref", "checks", "message"),
+    [
+        ("minilm:v2", "tokenizer-parity,nope", "unknown check"),
+        ("minilm", None, ""),
+        ("minilm:vx", None, ""),
+        ("Bad Name:v1", None, ""),
+    ],
+)
+def test_bad_requests_are_refused_before_submission(ref: str, checks: str | None, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        request_from_ref(ref, checks, VALIDATION_DAG)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_engine_settings_are_refused() -> None:
+    with pytest.raises(InputError, match="unknown workflow engine"):
+        make_engine("airflow")
+    with pytest.raises(InputError, match="MLflow"):
+        make_engine("argo", kube=object(), mlflow_tracking_uri="file:///tmp/mlruns")  # type: ignore[arg-type]
