@@ -18,7 +18,7 @@ from controlplane.adapters.argo import GROUP, VERSION, WORKFLOWS, ArgoEngine
 from controlplane.adapters.kube import KubeClient
 from controlplane.errors import InputError
 from controlplane.ports import CheckOutcome
-from controlplane.workflows import VALIDATION_DAG, LocalEngine, request_from_ref, state_to_dict
+from controlplane.workflows import VALIDATION_DAG, LocalEngine, request_from_ref, state_to_dict, validate_with_engine
 from tests.cluster.harness import Cluster
 
 pytestmark = pytest.mark.k8s
@@ -188,3 +188,11 @@ def test_wait_past_the_deadline_terminates_and_fails(engine: ArgoEngine, kube: K
     assert state.phase == "Failed" and "timed out" in state.message
     workflow = kube.get_custom(GROUP, VERSION, WORKFLOWS, engine.namespace, handle.split("/")[1])
     assert workflow["spec"]["shutdown"] == "Terminate"
+
+
+def test_validate_with_engine_argo_submits_follows_and_times_out(engine: ArgoEngine, kube: KubeClient) -> None:
+    result, passed = validate_with_engine("minilm:v5", "tokenizer-parity", engine="argo", kube=kube,
+                                          namespace=engine.namespace, mlflow_tracking_uri=MLFLOW, timeout_s=1.0)
+    assert not passed and result["phase"] == "Failed" and "timed out" in result["message"]
+    [workflow] = _workflows(kube, engine.namespace)
+    assert workflow["spec"]["shutdown"] == "Terminate" and workflow["spec"]["activeDeadlineSeconds"] == 1

@@ -12,7 +12,14 @@ import yaml
 
 from controlplane.errors import InputError
 from controlplane.ports import CheckOutcome, ValidationRequest
-from controlplane.workflows import VALIDATION_DAG, LocalEngine, make_engine, request_from_ref, state_to_dict
+from controlplane.workflows import (
+    VALIDATION_DAG,
+    LocalEngine,
+    make_engine,
+    request_from_ref,
+    state_to_dict,
+    validate_with_engine,
+)
 from controlplane.workflows.template import render_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +139,11 @@ def test_bad_engine_settings_are_refused() -> None:
         make_engine("airflow")
     with pytest.raises(InputError, match="MLflow"):
         make_engine("argo", kube=object(), mlflow_tracking_uri="file:///tmp/mlruns")  # type: ignore[arg-type]
+
+
+def test_validate_with_engine_local_returns_the_common_shape() -> None:
+    result, passed = validate_with_engine("minilm:v2", "head-collapse", runner=_recording_runner([], delay=0.01))
+    assert passed and result["phase"] == "Succeeded"
+    assert [c["check"] for c in result["checks"]] == ["head-collapse"]
+    with pytest.raises(InputError, match="unknown check"):
+        validate_with_engine("minilm:v2", "bogus", runner=_recording_runner([]))

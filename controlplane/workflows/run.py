@@ -1,0 +1,30 @@
+"""One call for the CLI (``ctl validate --engine local|argo``) and the rollout's Validating phase:
+check the input, run the DAG on the chosen engine to its end, return the common result shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.workflows.engines import DEFAULT_ENGINE, make_engine, run_validation
+from controlplane.workflows.params import request_from_ref
+from controlplane.workflows.results import state_to_dict
+from controlplane.workflows.template import VALIDATION_DAG
+
+
+def validate_with_engine(
+    ref: str,
+    checks: str | None = None,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    baseline: str | None = None,
+    device: str = "auto",
+    timeout_s: float | None = None,
+    **engine_options: Any,
+) -> tuple[dict[str, Any], bool]:
+    """``(result, passed)`` where result is ``state_to_dict`` of the final state (the same keys
+    for both engines) and passed is True when the workflow Succeeded. Bad input (ref, checks,
+    device, engine settings) raises InputError before anything runs or is submitted."""
+    request = request_from_ref(ref, checks, VALIDATION_DAG, baseline, device)
+    runner = make_engine(engine, dag=VALIDATION_DAG, timeout_s=timeout_s, **engine_options)
+    state = run_validation(runner, request, timeout_s)
+    return state_to_dict(state), state.phase == "Succeeded"
