@@ -14,7 +14,8 @@ one after the other, after the model files were read once (warm page cache for b
   corpus (head-collapse); one in-process session at each (batch, seq_len) the memory check probed
   (long-seq-memory, shapes taken from the suite's run).
 
-Each child times its work after the imports both share (numpy, onnxruntime, tokenizers) and reports
+Each child times its work (wall clock, and CPU seconds of itself and its children, which a shared
+machine disturbs less) after the imports both share (numpy, onnxruntime, tokenizers) and reports
 its own peak RSS (``VmHWM``). long-seq-memory's probes run in grandchildren of the suite, so the suite
 also reports its process tree's peak (its RSS plus its children's, sampled every 50 ms). ``--repeat N``
 alternates suite and floor N times and keeps each side's fastest run (the machine may be shared).
@@ -45,6 +46,14 @@ CHECKS = {
     "long-seq-memory": "validators.long_seq_memory",
 }
 MIB = float(1 << 20)
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and its waited-for children: robust to a shared machine."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _hwm() -> float:
@@ -129,7 +138,7 @@ def run_suite(workdir: Path) -> dict[str, Any]:
     _common_imports()
     candidate, baseline = _models()
     present, _ = _available()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     from validators.settings import Settings
 
     try:
@@ -139,43 +148,44 @@ def run_suite(workdir: Path) -> dict[str, Any]:
     settings, results = Settings(), {}
     sampler = TreeSampler().__enter__()
     for name, module in present.items():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         if run_one is not None:
             result = run_one(name, candidate, baseline, settings, "cpu", workdir / name)
         else:
             result = importlib.import_module(module).check(candidate, baseline, settings, device="cpu",
                                                            workdir=workdir / name)
-        results[name] = {"status": str(result.status), "seconds": time.perf_counter() - t0,
+        results[name] = {"status": str(result.status), "seconds": time.perf_counter() - t0, "cpu": _cpu() - c0,
                          "findings": result.findings[:2]}
         if name == "long-seq-memory":
             probes = result.details.get("probes", [])
             results[name]["shapes"] = [[p["batch"], p["seq_len"]] for p in probes]
             results[name]["probe_peaks"] = [p["peak_bytes"] for p in probes]
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
     sampler.__exit__()
-    return {"wall": wall, "peak": _hwm(), "tree_peak": max(sampler.peak, _hwm()), "checks": results}
+    return {"wall": wall, "cpu": cpu, "peak": _hwm(), "tree_peak": max(sampler.peak, _hwm()), "checks": results}
 
 
 def run_floor(shapes: list[list[int]]) -> dict[str, Any]:
     _common_imports()
     candidate, baseline = _models()
     present, _ = _available()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     from controlplane.models.encoder import load_tokenizer, make_session, tokenize
     from controlplane.models.hf import architecture_from_config, read_json
 
     parts: dict[str, float] = {}
+    cpu_parts: dict[str, float] = {}
     arch = architecture_from_config(read_json(candidate.model_dir / "config.json", "config"))
     if "tokenizer-parity" in present:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         from validators.corpus import ADVERSARIAL
 
         texts = [t for _, t in ADVERSARIAL]
         for model in (candidate, baseline):
             load_tokenizer(model.model_dir / "tokenizer.json").encode_batch(texts)
-        parts["tokenizer-parity"] = time.perf_counter() - t0
+        parts["tokenizer-parity"], cpu_parts["tokenizer-parity"] = time.perf_counter() - t0, _cpu() - c0
     if "quantization-accuracy" in present:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         from validators.quantization_accuracy import BATCH, BUILTIN_CORPUS, read_corpus
         from validators.settings import QuantizationSettings
 
@@ -188,9 +198,9 @@ def run_floor(shapes: list[list[int]]) -> dict[str, Any]:
             for session in sessions:
                 session.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask})
         del sessions
-        parts["quantization-accuracy"] = time.perf_counter() - t0
+        parts["quantization-accuracy"], cpu_parts["quantization-accuracy"] = time.perf_counter() - t0, _cpu() - c0
     if "head-collapse" in present:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         import onnxruntime as ort
 
         from controlplane.models.onnx_graph import attention_graph
@@ -204,9 +214,9 @@ def run_floor(shapes: list[list[int]]) -> dict[str, Any]:
             session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
             session.run(probs + contexts, {"input_ids": ids, "attention_mask": mask})
             del session, data
-        parts["head-collapse"] = time.perf_counter() - t0
+        parts["head-collapse"], cpu_parts["head-collapse"] = time.perf_counter() - t0, _cpu() - c0
     if "long-seq-memory" in present and shapes:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         from validators.memory_probe import token_batch
 
         session = make_session(candidate.onnx_path)
@@ -214,8 +224,9 @@ def run_floor(shapes: list[list[int]]) -> dict[str, Any]:
             ids, mask = token_batch(batch, seq, arch.vocab_size)
             session.run(None, {"input_ids": ids, "attention_mask": mask})
         del session
-        parts["long-seq-memory"] = time.perf_counter() - t0
-    return {"wall": time.perf_counter() - start, "peak": _hwm(), "parts": parts}
+        parts["long-seq-memory"], cpu_parts["long-seq-memory"] = time.perf_counter() - t0, _cpu() - c0
+    return {"wall": time.perf_counter() - start, "cpu": _cpu() - cpu, "peak": _hwm(), "parts": parts,
+            "cpu_parts": cpu_parts}
 
 
 def _child(part: str, extra: list[str]) -> dict[str, Any]:
@@ -262,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         "suite_seconds": suite["wall"], "floor_seconds": floor["wall"],
         "suite_peak_rss_mib": suite["peak"] / MIB, "floor_peak_rss_mib": floor["peak"] / MIB,
         "probe_child_peak_rss_mib": probe_peak / MIB, "suite_tree_peak_rss_mib": suite["tree_peak"] / MIB,
-        "time_ratio": suite["wall"] / floor["wall"], "memory_ratio": suite["peak"] / floor["peak"],
+        "suite_cpu_seconds": suite["cpu"], "floor_cpu_seconds": floor["cpu"],
+        "time_ratio": suite["wall"] / floor["wall"], "cpu_ratio": suite["cpu"] / floor["cpu"],
+        "memory_ratio": suite["peak"] / floor["peak"],
         "tree_memory_ratio": suite["tree_peak"] / floor["peak"],
         "checks": suite["checks"], "floor_parts": floor["parts"],
         "suite_runs_seconds": suite_walls, "floor_runs_seconds": floor_walls,
@@ -274,15 +287,19 @@ def main(argv: list[str] | None = None) -> int:
           f"baseline {baseline.ref} (fp32)")
     if missing:
         print(f"missing check modules (left out of suite and floor): {', '.join(missing)}")
-    print(f"{'check':24} {'status':8} {'suite s':>8} {'floor s':>8}")
+    print(f"{'check':24} {'status':8} {'suite s':>8} {'floor s':>8} {'suite cpu':>10} {'floor cpu':>10}")
     for name, info in suite["checks"].items():
-        print(f"{name:24} {info['status']:8} {info['seconds']:8.2f} {floor['parts'].get(name, float('nan')):8.2f}")
-    print(f"{'suite':24} {'':8} wall {suite['wall']:7.2f} s   peak RSS {suite['peak'] / MIB:7.1f} MiB"
-          f"   (process tree, sampled: {suite['tree_peak'] / MIB:.1f} MiB; largest probe child {probe_peak / MIB:.1f} MiB)")
-    print(f"{'floor':24} {'':8} wall {floor['wall']:7.2f} s   peak RSS {floor['peak'] / MIB:7.1f} MiB")
+        print(f"{name:24} {info['status']:8} {info['seconds']:8.2f} {floor['parts'].get(name, float('nan')):8.2f}"
+              f" {info['cpu']:10.2f} {floor['cpu_parts'].get(name, float('nan')):10.2f}")
+    print(f"{'suite':24} {'':8} wall {suite['wall']:7.2f} s   cpu {suite['cpu']:7.2f} s"
+          f"   peak RSS {suite['peak'] / MIB:7.1f} MiB   (process tree, sampled: {suite['tree_peak'] / MIB:.1f} MiB;"
+          f" largest probe child {probe_peak / MIB:.1f} MiB)")
+    print(f"{'floor':24} {'':8} wall {floor['wall']:7.2f} s   cpu {floor['cpu']:7.2f} s"
+          f"   peak RSS {floor['peak'] / MIB:7.1f} MiB")
     if len(suites) > 1:
         print(f"{'runs (fastest kept)':24} {'':8} suite {suite_walls} s, floor {floor_walls} s")
-    print(f"{'ratio (goal <= 1.5)':24} {'':8} time {figures['time_ratio']:6.2f}x   memory {figures['memory_ratio']:6.2f}x"
+    print(f"{'ratio (goal <= 1.5)':24} {'':8} time {figures['time_ratio']:6.2f}x   cpu {figures['cpu_ratio']:5.2f}x   "
+          f"memory {figures['memory_ratio']:6.2f}x"
           f"   (process tree {figures['tree_memory_ratio']:.2f}x)")
     return 0
 
