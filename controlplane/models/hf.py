@@ -130,7 +130,24 @@ def check_model_dir(model_dir: Path | str) -> Architecture:
         missing.insert(1, "safetensors weights")
     if missing:
         raise InputError(f"model dir {path} has no {' and no '.join(missing)}")
-    return architecture_from_config(read_json(path / "config.json", "config"), f"model dir {path}")
+    arch = architecture_from_config(read_json(path / "config.json", "config"), f"model dir {path}")
+    for shard in sorted(path.glob("*.safetensors")):
+        check_safetensors(shard)
+    return arch
+
+
+def check_safetensors(path: Path) -> None:
+    """Read a safetensors header (cheap: no tensor data) so a corrupt file is an input error up front."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            if not list(handle.keys()):
+                raise InputError(f"weights file {path} holds no tensors")
+    except InputError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for every kind of corruption
+        raise InputError(f"weights file {path} is corrupt ({exc})") from None
 
 
 def offline_env() -> None:

@@ -127,10 +127,10 @@ def test_second_promote_while_active_is_refused_and_writes_nothing(ctl: Ctl, sto
     started = ctl("promote", "minilm:v1", "--skip-validation", "--step-duration", "60s", "--no-wait")
     assert started.returncode == 0, started.stderr
     try:
-        before = ctl.json("history", "minilm")
+        before = [r["id"] for r in ctl.json("history", "minilm")]
         again = ctl("promote", "minilm:v1", "--skip-validation")
         assert_one_line_error(again, 2, "already has an active rollout")
-        assert ctl.json("history", "minilm") == before
+        assert [r["id"] for r in ctl.json("history", "minilm")] == before  # no second rollout row
     finally:
         aborted = ctl("abort", "minilm")
         assert aborted.returncode == 0, aborted.stderr
@@ -151,8 +151,8 @@ def test_second_promote_while_active_is_refused_and_writes_nothing(ctl: Ctl, sto
         (["models", "show", "nope:v1"], "nope"),
         (["models", "show", "minilm:1"], "NAME:vN"),
         (["promote", "minilm:v42", "--skip-validation"], "v42"),
-        (["promote", "minilm:v2", "--steps", "50,25"], "steps"),
-        (["promote", "minilm:v2", "--target", "moon"], "target"),
+        (["promote", "minilm:v1", "--steps", "50,25"], "steps"),
+        (["promote", "minilm:v1", "--target", "moon"], "target"),
         (["history", "unknown-model"], "unknown-model"),
     ],
 )
@@ -178,3 +178,17 @@ def test_bad_model_dirs_leave_nothing_registered(ctl: Ctl, story: dict, minilm: 
     versions = ctl.json("models", "list")
     assert next(m for m in versions if m["name"] == "minilm")["versions"] == [1, 2, 3]
     assert before["ref"] == "minilm:v3"
+
+
+def test_promote_runs_the_gate_and_refuses_a_failing_version_before_any_traffic(ctl: Ctl, story: dict) -> None:
+    proc = ctl("promote", "minilm:v3", "--step-duration", STEP)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    latest = max(ctl.json("history", "minilm"), key=lambda r: r["id"])
+    assert latest["ref"] == "minilm:v3"
+    assert latest["phase"] == "Failed"
+    kinds = [e["kind"] for e in latest["events"]]
+    assert "ValidationFailed" in kinds, kinds
+    assert "StepStarted" not in kinds, "no traffic moves before the gate passes"
+    assert ctl.json("models", "show", "minilm@production")["ref"] == "minilm:v2"
+    tags = ctl.json("models", "show", "minilm:v3")["tags"]
+    assert tags["validation.status"] == "failed"
