@@ -227,6 +227,22 @@ def fetch_kwok_stages(dest: Path, *, go: str, env: dict[str, str]) -> Path:
     return dest
 
 
+def _yaml_documents(text: str) -> list[str]:
+    """Split a multi-document YAML stream at its ``---`` lines (documents kept verbatim)."""
+    docs = re.split(r"^---[ \t]*$\n?", text, flags=re.MULTILINE)
+    return [d if d.endswith("\n") else d + "\n" for d in docs if d.strip() and not _only_comments(d)]
+
+
+def _only_comments(doc: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in doc.splitlines())
+
+
+def _metadata_name(doc: str) -> str | None:
+    """``metadata.name`` of a CRD document (the only two-space-indented ``name:`` key of one)."""
+    match = re.search(r"^metadata:\n(?:[ #].*\n|\n)*?  name: ['\"]?([^'\"\s]+)", doc, re.MULTILINE)
+    return match.group(1) if match else None
+
+
 def fetch_crds(dest: Path, *, go: str | None = None) -> Path:
     """Copy the CRD files named in crds.json out of their upstream Go modules."""
     go = go or find_go()
@@ -257,8 +273,19 @@ def fetch_crds(dest: Path, *, go: str | None = None) -> Path:
                 raise ClusterError(f"{ref}: no file matches {spec['files']}")
             group = staging / f"{index:02d}-{spec['name']}"
             group.mkdir()
+            keep = set(spec.get("keep") or ())
+            found: set[str] = set()
             for file in files:
-                shutil.copyfile(file, group / file.name)
+                if not keep:
+                    shutil.copyfile(file, group / file.name)
+                    continue
+                docs = [d for d in _yaml_documents(file.read_text()) if _metadata_name(d) in keep]
+                found |= {_metadata_name(d) for d in docs}
+                if docs:
+                    origin = f"# {len(docs)} document(s) of {ref} {file.relative_to(module_dir)}, verbatim\n"
+                    (group / file.name).write_text(origin + "---\n".join(docs))
+            if keep - found:
+                raise ClusterError(f"{ref}: no CRD named {', '.join(sorted(keep - found))} in {spec['files']}")
         (staging / ".complete").write_text(json.dumps(_crd_specs(), indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
