@@ -33,11 +33,24 @@ def register(app: typer.Typer) -> None:
             None, "--settings", help="YAML/JSON file overriding thresholds: {section: {field: value}}."
         ),
         output: OutputFormat = OutputOpt,
+        engine: str = typer.Option(
+            None, "--engine", help="Run the checks as the validation DAG: local (in-process) or argo (an Argo Workflow "
+            "through $KUBECONFIG, pods reporting to $MLFLOW_TRACKING_URI). Default: one run, checks in sequence."
+        ),
+        namespace: str = typer.Option("default", "--namespace", help="--engine argo: namespace of the WorkflowTemplate."),
+        timeout: float = typer.Option(3600.0, "--timeout", help="--engine: seconds before the run is terminated."),
     ) -> None:
         """Validate a registered version before it gets traffic; logs an MLflow run and tags the version."""
         from controlplane.app.context import open_context
         from controlplane.errors import CheckFailed, InputError
         from validators.runner import parse_checks, run_checks
+
+        if engine is not None:  # the workflow engines (controlplane.workflows, issue 7)
+            from controlplane.cli.validate_engine import run_engine
+
+            run_engine(ref, checks, engine, baseline, device, namespace, timeout, output,
+                       settings_file=settings_file, reference_tokenizer=reference_tokenizer, corpus=corpus)
+            return
 
         selected = parse_checks([checks])
         settings = _load_settings(settings_file) if settings_file else None

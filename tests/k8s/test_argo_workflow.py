@@ -196,3 +196,31 @@ def test_validate_with_engine_argo_submits_follows_and_times_out(engine: ArgoEng
     assert not passed and result["phase"] == "Failed" and "timed out" in result["message"]
     [workflow] = _workflows(kube, engine.namespace)
     assert workflow["spec"]["shutdown"] == "Terminate" and workflow["spec"]["activeDeadlineSeconds"] == 1
+
+
+def _ctl(*args: str, env: dict[str, str]) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "controlplane.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+
+
+def test_ctl_validate_engines_print_the_same_shape(engine: ArgoEngine, k8s_cluster: Cluster, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "KUBECONFIG": str(k8s_cluster.kubeconfig), "MLFLOW_TRACKING_URI": MLFLOW,
+           "CONTROLPLANE_HOME": str(tmp_path / "home")}
+    argo = _ctl("validate", "minilm:v7", "--checks", "tokenizer-parity", "--engine", "argo", "--namespace",
+                engine.namespace, "--timeout", "1", "-o", "json", env=env)
+    assert argo.returncode == 1, argo.stderr
+    assert len(argo.stderr.strip().splitlines()) == 1 and "timed out" in argo.stderr
+    env.pop("MLFLOW_TRACKING_URI")  # local: the project's own store under CONTROLPLANE_HOME (no such model there)
+    local = _ctl("validate", "minilm:v7", "--checks", "tokenizer-parity", "--engine", "local", "-o", "json", env=env)
+    assert local.returncode == 1, local.stderr
+    a, b = json.loads(argo.stdout), json.loads(local.stdout)
+    assert set(a) == set(b) == {"handle", "phase", "message", "checks"}
+    assert [set(c) for c in a["checks"]] == [set(c) for c in b["checks"]] == [{"check", "status", "summary", "metrics"}]
+    assert a["phase"] == b["phase"] == "Failed"
+    bad = _ctl("validate", "minilm:v7", "--checks", "nope", "--engine", "argo", "--namespace", engine.namespace, env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
