@@ -34,6 +34,7 @@ from controlplane.adapters.routers.kserve import storage_uri
 from controlplane.errors import NotFoundError, TemporaryError
 from controlplane.ports import RouteTarget, Workloads
 
+SIZED_ANNOTATION = "rollouts.attn-controlplane.dev/sized-replicas"
 _URI_VERSION = re.compile(r"/(?:v)?(\d+)$")
 
 
@@ -144,29 +145,42 @@ class DeploymentWorkloads:
         self.with_service = canary_service
 
     def ensure_canary(self, target: RouteTarget) -> None:
+        """The canary Service, then the canary Deployment (so that the Deployment's existence
+        implies the Service's): one GET when both are already there for this version."""
         ns, stable_name = target.namespace, required_option(target, "deployment")
-        stable = self.client.get_deployment(ns, stable_name)
         uri = model_uri(target, target.canary_version)
-        total = _total(stable)
         owner = target.options.get("owner")
         try:
-            canary = self.client.get_deployment(ns, canary_name(stable_name))
+            canary: dict[str, Any] | None = self.client.get_deployment(ns, canary_name(stable_name))
         except NotFoundError:
-            replicas = total if self.scale_canary else 0
-            canary = self.client.create_deployment(ns, canary_deployment(stable, uri, replicas, owner))
-        else:
-            patch: dict[str, Any] = {}
-            if served_uri(canary) != uri:
-                desired = canary_deployment(stable, uri, total, owner)
-                patch = {"metadata": {"annotations": desired["metadata"]["annotations"]},
-                         "spec": {"template": desired["spec"]["template"]}}
-            if self.scale_canary and (canary.get("spec") or {}).get("replicas") != total:
-                patch.setdefault("spec", {})["replicas"] = total
-            if patch:
-                canary = self.client.patch_deployment(ns, canary_name(stable_name), patch)
-        if self.with_service:
-            self._ensure_service(target, owner)
-        if self.scale_canary:  # shift traffic only to pods that serve: wait for the canary
+            canary = None
+        ready = canary is not None and served_uri(canary) == uri
+        if ready and self.scale_canary:  # sized by us (not retired since): the annotation says to what
+            sized = annotations(canary or {}).get(SIZED_ANNOTATION)
+            ready = sized is not None and str((canary or {}).get("spec", {}).get("replicas")) == sized
+        if not ready:
+            stable = self.client.get_deployment(ns, stable_name)
+            total = _total(stable)
+            if self.with_service:
+                self._ensure_service(target, owner)
+            if canary is None:
+                replicas = total if self.scale_canary else 0
+                body = canary_deployment(stable, uri, replicas, owner)
+                body["metadata"]["annotations"][SIZED_ANNOTATION] = str(replicas)
+                canary = self.client.create_deployment(ns, body)
+            else:
+                patch: dict[str, Any] = {}
+                if served_uri(canary) != uri:
+                    desired = canary_deployment(stable, uri, total, owner)
+                    patch = {"metadata": {"annotations": desired["metadata"]["annotations"]},
+                             "spec": {"template": desired["spec"]["template"]}}
+                if self.scale_canary and (canary.get("spec") or {}).get("replicas") != total:
+                    patch.setdefault("spec", {})["replicas"] = total
+                if self.scale_canary and annotations(canary).get(SIZED_ANNOTATION) != str(total):
+                    patch.setdefault("metadata", {}).setdefault("annotations", {})[SIZED_ANNOTATION] = str(total)
+                if patch:
+                    canary = self.client.patch_deployment(ns, canary_name(stable_name), patch)
+        if self.scale_canary and canary is not None:  # shift traffic only to pods that serve
             require_rolled_out(canary, "canary")
 
     def _ensure_service(self, target: RouteTarget, owner: Mapping[str, Any] | None) -> None:
