@@ -28,6 +28,8 @@ BIN_ROOT = HERE / "bin"
 RUN_ROOT = HERE / ".run"
 KWOK_MODULE_DIR = HERE / "kwok"
 CRDS_FILE = HERE / "crds.json"
+ARGO_MODULE_DIR = HERE / "argo"
+ARGO_CONTROLLER = "workflow-controller"
 
 ETCD = "etcd"
 APISERVER = "kube-apiserver"
@@ -112,6 +114,11 @@ def _crd_specs() -> list[dict[str, Any]]:
     return list(json.loads(CRDS_FILE.read_text())["crds"])
 
 
+def extra_crds(group: str) -> list[Path]:
+    """CRD files fetched for ``group`` (a crds.json name) but not installed at start."""
+    return sorted(crds_dir().glob(f"*-{group}/extra/*.yaml"))
+
+
 def crds_dir(target: Path | None = None) -> Path:
     """Folder of the CRDs, keyed by crds.json (changing it does not rebuild the binaries)."""
     return (target or bin_dir()) / f"crds-{hashlib.sha256(CRDS_FILE.read_bytes()).hexdigest()[:12]}"
@@ -162,11 +169,34 @@ def _kube_ldflags(version: str) -> str:
     return " ".join(flags)
 
 
+def argo_controller() -> Path:
+    """Argo's workflow-controller, built from argo/go.mod into its own cache folder."""
+    gomod = ARGO_MODULE_DIR / "go.mod"
+    digest = hashlib.sha256(gomod.read_bytes() + (ARGO_MODULE_DIR / "go.sum").read_bytes()).hexdigest()[:12]
+    version = _module_version(gomod, "github.com/argoproj/argo-workflows/v3")
+    return BIN_ROOT / f"argo-{version}_{digest}" / ARGO_CONTROLLER
+
+
+def build_argo_controller(*, jobs: int = BUILD_JOBS) -> Path:
+    target = argo_controller()
+    if target.is_file():
+        return target
+    go = find_go()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{ARGO_CONTROLLER}.tmp")
+    argv = [go, "build", f"-p={jobs}", "-trimpath", "-ldflags=-s -w", f"-o={staging}",
+            "github.com/argoproj/argo-workflows/v3/cmd/workflow-controller"]
+    _run_checked(argv, cwd=ARGO_MODULE_DIR, env=_go_env(), what="build workflow-controller")
+    os.replace(staging, target)
+    return target
+
+
 def build(*, jobs: int = BUILD_JOBS) -> Path:
-    """Build whatever is missing in bin/<versions>/ and return that folder."""
+    """Build whatever is missing in bin/<versions>/ (and Argo's controller) and return that folder."""
     versions = Versions.read()
     target = BIN_ROOT / versions.key
     if is_built(target):
+        build_argo_controller(jobs=jobs)
         return target
     go = find_go()
     env = _go_env()
@@ -207,6 +237,7 @@ def build(*, jobs: int = BUILD_JOBS) -> Path:
         current.symlink_to(target.name)
     if not is_built(target):
         raise ClusterError(f"build finished but {target} is incomplete")
+    build_argo_controller(jobs=jobs)
     _log(f"built {target}")
     return target
 
@@ -286,6 +317,11 @@ def fetch_crds(dest: Path, *, go: str | None = None) -> Path:
                     (group / file.name).write_text(origin + "---\n".join(docs))
             if keep - found:
                 raise ClusterError(f"{ref}: no CRD named {', '.join(sorted(keep - found))} in {spec['files']}")
+            extra = sorted({f for pattern in spec.get("extra") or () for f in module_dir.glob(pattern) if f.is_file()})
+            if extra:  # fetched, not installed at start (e.g. what Argo's controller needs besides)
+                (group / "extra").mkdir()
+                for file in extra:
+                    shutil.copyfile(file, group / "extra" / file.name)
         (staging / ".complete").write_text(json.dumps(_crd_specs(), indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)

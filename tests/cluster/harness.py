@@ -152,7 +152,7 @@ class Cluster:
         self._wait("kube-apiserver", lambda: http_ok(f"{self.server}/readyz", self._ssl, b"ok"))
         # `create`, not server-side apply: the etcd is always fresh, and computing managed fields
         # of the multi-megabyte Argo/KServe schemas costs more than half a minute on 2 cores.
-        crd_applies = [self._kubectl_popen("create", f"-f={f}") for f in sorted(binaries.crds_dir(bindir).glob("*/*"))]
+        crd_applies = [self._kubectl_popen("create", f"-f={f}") for f in sorted(binaries.crds_dir(bindir).glob("*/*.yaml"))]
         try:
             common = ("--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false")
             spawn("kube-controller-manager", binaries.CONTROLLER_MANAGER, *common, f"--secure-port={kcm}",

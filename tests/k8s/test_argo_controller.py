@@ -1,0 +1,179 @@
+"""The validation template run by Argo's real workflow-controller (built from its Go module).
+
+The controller validates the Workflow against the template, walks the DAG, creates the step pods
+(scheduled by the real kube-scheduler onto kwok nodes, the GPU step onto the GPU node) and writes
+the Workflow status. What cannot run here is inside the pods: kwok nodes have no container
+runtime, so the test plays argoexec and the kubelet for each step: it writes the step's
+WorkflowTaskResult (outputs) and then the pod's terminated container statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.adapters.argo import GROUP, VERSION, WORKFLOWS, ArgoEngine
+from controlplane.adapters.kube import KubeClient
+from controlplane.workflows import VALIDATION_DAG, request_from_ref
+from tests.cluster import binaries
+from tests.cluster.harness import Cluster
+from tests.cluster.procs import die_with_parent
+
+pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+TEMPLATE = Path(__file__).resolve().parents[2] / "workflows" / "validation-template.yaml"
+MLFLOW = "http://mlflow.mlops.svc:5000"
+
+
+def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def argo_crds(k8s_cluster: Cluster) -> None:
+    """The rest of Argo's CRDs, which the controller's informers watch."""
+    files = binaries.extra_crds("argo-workflows")
+    if not files:
+        pytest.skip("Argo's extra CRDs are not fetched: run `make cluster-build`")
+    for file in files:
+        result = k8s_cluster.kubectl("create", "-f", str(file), check=False)
+        assert result.returncode == 0 or "AlreadyExists" in result.stderr, result.stderr
+    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=120s", "crd", "--all")
+
+
+@pytest.fixture()
+def controller(k8s_cluster: Cluster, argo_crds: None, k8s_namespace: str, tmp_path: Path) -> Iterator[str]:
+    binary = binaries.argo_controller()
+    if not binary.is_file():
+        pytest.skip("Argo's workflow-controller is not built: run `make cluster-build`")
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "workflow-controller-configmap"},
+              "data": {"metricsConfig": "{enabled: false}", "telemetryConfig": "{enabled: false}"}}
+    k8s_cluster.kubectl("apply", "-n", k8s_namespace, "-f", "-", input=json.dumps(config))
+    k8s_cluster.kubectl("apply", "--server-side", "-n", k8s_namespace, "-f", str(TEMPLATE))
+    kubeconfig = json.loads(k8s_cluster.kubeconfig.read_text())
+    kubeconfig["contexts"][0]["context"]["namespace"] = k8s_namespace
+    path = tmp_path / "argo.kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    log = (tmp_path / "workflow-controller.log").open("wb")
+    env = {**os.environ, "LEADER_ELECTION_DISABLE": "true"}
+    proc = subprocess.Popen(
+        [str(binary), f"--kubeconfig={path}", "--namespaced", f"--managed-namespace={k8s_namespace}",
+         "--executor-image=quay.io/argoproj/argoexec:v3.7.12", "--workflow-workers=4"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent,
+    )
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, (tmp_path / "workflow-controller.log").read_text()[-2000:]
+        yield k8s_namespace
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _pods(kube: KubeClient, namespace: str, workflow: str) -> list[dict[str, Any]]:
+    items = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                         query={"labelSelector": f"workflows.argoproj.io/workflow={workflow}"}, verb="list")["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def _check_of(pod: dict[str, Any]) -> str:
+    return next(e["value"] for c in pod["spec"]["containers"] if c["name"] == "main" for e in c["env"]
+                if e["name"] == "CHECK")
+
+
+def _run_step(kube: KubeClient, pod: dict[str, Any], workflow: str, status: str, exit_code: int) -> None:
+    """What argoexec and the kubelet would write for a finished step."""
+    ns, check = pod["metadata"]["namespace"], _check_of(pod)
+    node_id = pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
+    result = json.dumps({"results": [{"check": check, "status": status, "metrics": {"score": 0.9},
+                                      "findings": [f"{check}: {status}"]}]})
+    kube.create_custom(GROUP, VERSION, "workflowtaskresults", ns, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkflowTaskResult",
+        "metadata": {"name": node_id, "labels": {"workflows.argoproj.io/workflow": workflow,
+                                                 "workflows.argoproj.io/report-outputs-completed": "true"}},
+        "outputs": {"parameters": [{"name": "status", "value": status}], "result": result,
+                    "exitCode": str(exit_code)},
+    })
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    done = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
+    failed = {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed",
+                             "startedAt": now, "finishedAt": now}}
+    statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "restartCount": 0,
+                 "state": failed if c["name"] == "main" else done} for c in pod["spec"]["containers"]]
+    inits = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "restartCount": 0, "state": done}
+             for c in pod["spec"].get("initContainers") or []]
+    phase = "Succeeded" if exit_code == 0 else "Failed"
+    kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status",
+                 body={"status": {"phase": phase, "containerStatuses": statuses, "initContainerStatuses": inits}},
+                 content_type="application/merge-patch+json")
+
+
+def test_real_controller_runs_the_dag_in_order_and_the_engine_maps_its_status(
+    controller: str, k8s_cluster: Cluster
+) -> None:
+    kube = KubeClient(str(k8s_cluster.kubeconfig))
+    engine = ArgoEngine(kube, mlflow_tracking_uri=MLFLOW, namespace=controller, poll_interval_s=0.3)
+    handle = engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG))
+    workflow = handle.split("/")[1]
+    done: set[str] = set()
+    order: list[set[str]] = []
+    for _ in range(3):  # tokenizer-parity; then the two middle checks together; then long-seq-memory
+        pods = _wait(lambda: [p for p in _pods(kube, controller, workflow) if p["metadata"]["name"] not in done
+                              and p.get("spec", {}).get("nodeName")], 90, "the next step pods, scheduled")
+        time.sleep(1.0)  # let a parallel sibling appear too
+        pods = [p for p in _pods(kube, controller, workflow) if p["metadata"]["name"] not in done]
+        order.append({_check_of(p) for p in pods})
+        for pod in pods:
+            check = _check_of(pod)
+            if check == "long-seq-memory":
+                assert pod["spec"]["nodeName"] == "kwok-gpu-0"
+                limits = next(c for c in pod["spec"]["containers"] if c["name"] == "main")["resources"]["limits"]
+                assert limits["nvidia.com/gpu"] == "1"
+            status = "warning" if check == "head-collapse" else "passed"
+            _run_step(kube, pod, workflow, status, 0)
+            done.add(pod["metadata"]["name"])
+    assert order == [{"tokenizer-parity"}, {"quantization-accuracy", "head-collapse"}, {"long-seq-memory"}]
+    state = engine.wait(handle, timeout=90)
+    assert state.phase == "Succeeded", (state, kube.get_custom(GROUP, VERSION, WORKFLOWS, controller, workflow)["status"])
+    assert [(o.check, o.status) for o in state.checks] == [
+        ("tokenizer-parity", "passed"), ("quantization-accuracy", "passed"), ("head-collapse", "warning"),
+        ("long-seq-memory", "passed")]
+    assert all(o.metrics == {"score": 0.9} for o in state.checks)
+
+
+def test_real_controller_fails_the_run_on_a_failed_check_and_honours_terminate(
+    controller: str, k8s_cluster: Cluster
+) -> None:
+    kube = KubeClient(str(k8s_cluster.kubeconfig))
+    engine = ArgoEngine(kube, mlflow_tracking_uri=MLFLOW, namespace=controller, poll_interval_s=0.3)
+    failing = engine.submit(request_from_ref("minilm:v3", "tokenizer-parity,head-collapse", VALIDATION_DAG))
+    wf = failing.split("/")[1]
+    [pod] = _wait(lambda: [p for p in _pods(kube, controller, wf) if p["spec"].get("nodeName")], 90, "first pod")
+    _run_step(kube, pod, wf, "failed", 1)
+    state = engine.wait(failing, timeout=90)
+    assert state.phase == "Failed"
+    assert [(o.check, o.status) for o in state.checks] == [("tokenizer-parity", "failed"), ("head-collapse", "skipped")]
+
+    aborted = engine.submit(request_from_ref("minilm:v4", None, VALIDATION_DAG))
+    wf = aborted.split("/")[1]
+    _wait(lambda: _pods(kube, controller, wf), 90, "first pod")
+    engine.terminate(aborted)
+    state = engine.wait(aborted, timeout=90)
+    assert state.phase == "Failed"
+    assert state.checks[0].status in ("error", "failed") and state.checks[-1].status == "skipped"
