@@ -58,14 +58,26 @@ def ctx(tmp_path_factory: pytest.TempPathFactory, prometheus_bin: str) -> Iterat
     context.store.close()  # type: ignore[attr-defined]
 
 
-def _start(ctx: Context, version: int, steps: tuple[int, ...], step_s: float, max_extensions: int = 2) -> int:
+# The healthy rollout serves real inference on 2 shared cores, where a loaded machine makes single requests
+# take over a second: its SLO's latency threshold is generous (slowness is tested with a synthetic canary).
+HEALTHY_SLO = {**SLO, "objectives": {**SLO["objectives"], "latency": {"target": 95, "threshold": "5s"}}}
+
+
+def _start(
+    ctx: Context,
+    version: int,
+    steps: tuple[int, ...],
+    step_s: float,
+    max_extensions: int = 2,
+    slo: dict[str, Any] | None = None,
+) -> int:
     record = start_rollout(
         ctx,
         f"{MODEL}:v{version}",
         steps=steps,
         step_duration_s=step_s,
         analysis_interval_s=1.0,
-        slo=SLO,
+        slo=slo or SLO,
         skip_validation=True,
         max_extensions=max_extensions,
     )
@@ -73,7 +85,7 @@ def _start(ctx: Context, version: int, steps: tuple[int, ...], step_s: float, ma
 
 
 def test_healthy_canary_is_promoted(ctx: Context, prometheus_bin: str) -> None:
-    rollout = _start(ctx, 2, (50, 100), 12.0)
+    rollout = _start(ctx, 2, (50, 100), 12.0, slo=HEALTHY_SLO)
     run = drive_rollout(ctx, rollout, prometheus_bin=prometheus_bin, timeout_s=150)
     assert run.record.status["phase"] == "Promoted", run.record.status.get("message")
     production = ctx.registry.get_alias(MODEL, "production")
