@@ -47,6 +47,7 @@ unit: install
 benchmarks: install
 	$(PY) benchmarks/validators.py
 	$(PY) benchmarks/rollback_latency.py
+	$(PY) benchmarks/controller.py
 
 clean:
 	rm -rf .controlplane .pytest_cache .ruff_cache
