@@ -68,6 +68,10 @@ def main() -> None:
     ctl("promote", "minilm:v3", "--skip-validation", "--step-duration", STEP, expect=1, env=env)
 
     ctl("incident", "list", env=env)
+    incidents = json.loads(ctl("incident", "list", "-o", "json", env=env).stdout)
+    v3 = [i for i in incidents if i.get("ref") == "minilm:v3"]
+    if v3:  # the rollback's incident, with its runbook and the commands to act
+        ctl("incident", "show", str(v3[-1]["id"]), env=env)
     history = json.loads(ctl("history", "minilm", "-o", "json", env=env).stdout)
     summary(history, time.monotonic() - started)
 

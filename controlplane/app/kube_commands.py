@@ -110,6 +110,24 @@ def intent(client: KubeClient, namespace: str, model: str, what: str) -> dict[st
     raise ConflictError(f"could not record {what} on {namespace}/{name}: the rollout kept changing; try again")
 
 
+def read(client: KubeClient, namespace: str, model: str) -> dict[str, Any]:
+    """Where the model's rollout stands, from its resource's status (NotFoundError when there is none)."""
+    name = rollout_name(model)
+    cr = client.get_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name)
+    status = dict(cr.get("status") or {})
+    return {
+        "rollout": f"{namespace}/{name}",
+        "model": model,
+        "version": status.get("version"),
+        "phase": status.get("phase") or "Pending",
+        "weight": status.get("weight", 0),
+        "step": status.get("stepIndex", status.get("step")),
+        "message": status.get("message", ""),
+        "observedGeneration": status.get("observedGeneration"),
+        "generation": cr["metadata"].get("generation"),
+    }
+
+
 def wait(
     client: KubeClient,
     namespace: str,

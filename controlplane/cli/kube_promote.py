@@ -64,3 +64,12 @@ def kube_intent(model: str, intent: str, output: OutputFormat) -> None:
     name = cr["metadata"]["name"]
     emit(output, {"rollout": f"{namespace}/{name}", "intent": intent},
          lambda: print(f"{intent} requested on rollout {namespace}/{name}"))
+
+
+def kube_status(model: str, output: OutputFormat) -> None:
+    from controlplane.adapters.kube import KubeClient
+    from controlplane.app import kube_commands
+
+    data = kube_commands.read(KubeClient(), _namespace(), model)
+    emit(output, data, lambda: print(
+        f"{data['rollout']} v{data['version']} {data['phase']} at {data['weight']}%: {data['message']}"))

@@ -84,8 +84,18 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     @handle_errors
     def status_cmd(model: str = typer.Argument(None, help="Model name; all active rollouts when omitted."),
+                   target: str = typer.Option("local", "--target", help="local or kubernetes."),
                    output: OutputFormat = OutputOpt) -> None:
         """Where rollouts stand: phase, step, weight."""
+        if target not in TARGETS:
+            raise InputError(f"unknown --target {target!r}: use local or kubernetes")
+        if target == "kubernetes":
+            if not model:
+                raise InputError("--target kubernetes needs a model name (or use kubectl get modelrollouts)")
+            from controlplane.cli.kube_promote import kube_status
+
+            kube_status(model, output)
+            return
         from controlplane.app.context import open_context
         from controlplane.app.rollouts import describe, find_rollout
 

@@ -41,6 +41,9 @@ def test_ctl_promote_and_rollback_on_kubernetes(
                   "--step-duration", "10m", "--skip-validation", "--no-wait")
     assert started.returncode == 0, started.stderr
     wait_for(lambda: (get_rollout(kube, ns).get("status") or {}).get("weight") == 50, 60, "v4 at 50%")
+    shown = ctl(cfg, ns, "status", "minilm", "--target", "kubernetes", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert '"phase": "Progressing"' in shown.stdout and '"weight": 50' in shown.stdout and '"version": 4' in shown.stdout
     busy = ctl(cfg, ns, "promote", "minilm:v5", "--target", "kubernetes", "--skip-validation", "--no-wait")
     assert busy.returncode == 2 and "still Progressing" in busy.stderr
     back = ctl(cfg, ns, "rollback", "minilm", "--target", "kubernetes")
@@ -51,3 +54,5 @@ def test_ctl_promote_and_rollback_on_kubernetes(
     assert kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"] == 0
     bad = ctl(cfg, ns, "promote", "minilm:v6", "--target", "kubernetes", "--router", "nginx", "--no-wait")
     assert bad.returncode == 2 and "unknown traffic router 'nginx'" in bad.stderr
+    missing = ctl(cfg, ns, "status", "nothing-here", "--target", "kubernetes")
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
