@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 STEP = os.environ.get("DEMO_STEP_DURATION", "8s")
 
 
@@ -78,17 +78,31 @@ def main() -> None:
 
 def summary(history: list[dict[str, object]], wall: float) -> None:
     table = Table(title="What happened")
-    for col in ("rollout", "version", "stable before", "phase", "evidence"):
+    for col in ("rollout", "version", "stable before", "phase", "weights reached", "analyses", "why"):
         table.add_column(col)
     for r in history:
         events = r.get("events") or []
-        last = events[-1] if events else {}
-        evidence = last.get("evidence", {}) if isinstance(last, dict) else {}
-        brief = ", ".join(f"{k}={v}" for k, v in list(evidence.items())[:4]) if isinstance(evidence, dict) else ""
-        table.add_row(f"#{r['id']}", str(r["ref"]), f"v{r['stable_version']}" if r["stable_version"] else "-",
-                      str(r["phase"]), brief or str(r["message"]))
+        weights = [e["evidence"].get("weight") for e in events if isinstance(e, dict) and e.get("kind") == "StepStarted"]
+        analyses = r.get("analysis") or []
+        verdicts = ", ".join(f"{n} {v}" for v, n in _counts(a["verdict"] for a in analyses).items())  # type: ignore[index]
+        table.add_row(
+            f"#{r['id']}",
+            str(r["ref"]),
+            f"v{r['stable_version']}" if r["stable_version"] else "-",
+            str(r["phase"]),
+            " → ".join(f"{w}%" for w in weights if w is not None) or "-",
+            verdicts or "-",
+            str(r["message"]),
+        )
     console.print(table)
     console.print(f"demo wall time: {wall:.0f} s")
+
+
+def _counts(items: object) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:  # type: ignore[attr-defined]
+        counts[str(item)] = counts.get(str(item), 0) + 1
+    return counts
 
 
 if __name__ == "__main__":
