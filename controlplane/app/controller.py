@@ -51,13 +51,14 @@ class ControllerOptions:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, reconciler: Reconciler, options: ControllerOptions) -> None:
+    def __init__(self, client: KubeClient, reconciler: Reconciler, options: ControllerOptions,
+                 stop: threading.Event | None = None) -> None:
         self.client, self.reconciler, self.options = client, reconciler, options
         self.metrics = ControllerMetrics()
         client.hooks.append(self.metrics.on_request)
         self.queue = WorkQueue()
         self.synced = threading.Event()
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()  # the CLI passes one its signal handlers set from the start
         self.lost = False
         self.durations: list[float] = []  # seconds per reconcile (benchmarks read these)
         self._own_writes: dict[Key, str] = {}

@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
         import logging
         import os
         import signal
+        import threading
+
+        stop = threading.Event()  # handlers first: a SIGTERM while starting up still exits cleanly
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
 
         from controlplane.adapters.kube import KubeClient
         from controlplane.app.controller import Controller, ControllerOptions, default_identity
@@ -73,8 +78,8 @@ def register(app: typer.Typer) -> None:
             retry_s=min(2.0, lease_duration / 4),
             workers=workers, port=None if port < 0 else port,
         )
-        controller = Controller(client, reconciler, options)
-        signal.signal(signal.SIGTERM, lambda *_: controller.stop.set())
-        signal.signal(signal.SIGINT, lambda *_: controller.stop.set())
+        if stop.is_set():
+            raise typer.Exit(0)
+        controller = Controller(client, reconciler, options, stop=stop)
         code = controller.run()
         raise typer.Exit(code)

@@ -173,7 +173,16 @@ class ControllerProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def wait_serving(self, timeout: float = 30.0) -> None:
+        """Until /healthz answers: by then the SIGTERM handlers are in place (Python's start-up is not)."""
+        deadline = time.monotonic() + timeout
+        while self.get("/healthz") != 200:
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, "controller never served /healthz\n" + self.output()
+            time.sleep(0.1)
+
     def terminate(self, timeout: float = 20.0) -> int:
+        self.wait_serving()
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
