@@ -325,7 +325,7 @@ def drive_rollout(
     fleet's exporter. ``stop_prometheus_after_s``: kill Prometheus that long after the canary gets traffic."""
     from controlplane.adapters.prometheus import PrometheusProvider
     from controlplane.app.executor import Edges
-    from controlplane.app.gate import ValidatorsGate
+    from controlplane.app.gate import local_gate
     from controlplane.app.incident_sink import StoreIncidentSink
     from controlplane.app.local_run import route_target
     from controlplane.app.reconcile import reconcile_once
@@ -340,7 +340,7 @@ def drive_rollout(
     target = route_target(record)
     port = free_port()
     local = LocalTarget(spec.model, ctx.registry, default_corpus(), rate, workers, latency_threshold(slo), port, ctx.clock)
-    edges = Edges(target, local.router, local.workloads, ctx.registry, ValidatorsGate(ctx, spec, "cpu"),
+    edges = Edges(target, local.router, local.workloads, ctx.registry, local_gate(ctx, spec, "cpu"),
                   StoreIncidentSink(ctx.store), ctx.store)
     local.start(target)
     server = PrometheusServer([f"127.0.0.1:{port}"], binary=prometheus_bin).start()

@@ -16,7 +16,7 @@ class Status(StrEnum):
 
 
 # Worst first: the report's overall status is the worst of its checks.
-_SEVERITY = {Status.PASSED: 0, Status.WARNING: 1, Status.FAILED: 2, Status.ERROR: 3}
+SEVERITY = {Status.PASSED: 0, Status.WARNING: 1, Status.FAILED: 2, Status.ERROR: 3}
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class ValidationReport:
     def status(self) -> Status:
         if not self.results:
             return Status.ERROR
-        return max((r.status for r in self.results), key=_SEVERITY.__getitem__)
+        return max((r.status for r in self.results), key=SEVERITY.__getitem__)
 
     @property
     def passed(self) -> bool:

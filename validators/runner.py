@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from controlplane.errors import ControlPlaneError, InputError, NotFoundError
 from controlplane.ports import ModelRegistry, ModelVersion, Store
 from controlplane.refs import parse_ref, parse_versioned_ref
-from validators.result import CheckResult, ModelUnderTest, Status, ValidationReport
+from validators.result import SEVERITY, CheckResult, ModelUnderTest, Status, ValidationReport
 from validators.settings import Settings
 
 CHECKS: dict[str, str] = {
@@ -274,10 +275,21 @@ def _record(
     status = str(report.status)
     run_tags = {"validation.status": status, "validation.baseline": report.baseline_ref or "none"}
     run_id = registry.log_run(mv.name, mv.version, f"validate-{mv.name}-v{mv.version}", params, metrics, artifacts, tags=run_tags)
-    tags = {f"{TAG_PREFIX}status": status, f"{TAG_PREFIX}run_id": run_id}
-    tags.update({f"{TAG_PREFIX}{r.check}": str(r.status) for r in report.results})
+    tags = {f"{TAG_PREFIX}{r.check}": str(r.status) for r in report.results}
+    tags[f"{TAG_PREFIX}status"] = version_status(registry.get_version(mv.name, mv.version).tags, tags)
+    tags[f"{TAG_PREFIX}run_id"] = run_id
     registry.set_tags(mv.name, mv.version, tags)
     for r in report.results:
         store.add_validation(mv.name, mv.version, r.check, str(r.status), dict(r.metrics), list(r.findings),
                              dict(r.thresholds), run_id, now)  # fmt: skip
     return run_id
+
+
+def version_status(current: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """The version's ``validation.status``: the worst latest verdict of every check it has one for.
+    A run of some checks (one step of the validation DAG runs one) keeps the other checks'
+    verdicts, so a later passing step never hides an earlier failed one."""
+    check_tags = {TAG_PREFIX + name for name in CHECKS}
+    merged = {k: v for k, v in current.items() if k in check_tags} | dict(new)
+    statuses = [Status(v) for v in merged.values() if v in set(Status)]
+    return str(max(statuses, key=SEVERITY.__getitem__)) if statuses else str(Status.ERROR)

@@ -1,14 +1,23 @@
-"""The validation gate of a local rollout: runs the validators in a background thread
-(so the rollout loop keeps serving and polling) and reports their state to the engine."""
+"""The validation gate of a rollout: the validation DAG on a workflow engine, its state read
+back as the engine's ``ValidationState`` and evidence.
+
+``EngineGate`` works over any ``ports.WorkflowEngine``: the local target gives it the local
+engine (the DAG in-process: tokenizer-parity, then quantization-accuracy and head-collapse
+concurrently, then long-seq-memory, the checks running in threads so the rollout loop keeps
+serving and polling); the Kubernetes controller gives it the Argo engine (``--validation
+argo``). Submitting is idempotent (the engine derives the run's name from the request), so a
+restarted loop finds the run it started, or starts it again when the process that ran it is gone.
+"""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from controlplane.app.context import Context
 from controlplane.engine import RolloutSpec
 from controlplane.engine.types import ValidationState
+from controlplane.errors import NotFoundError
+from controlplane.ports import ValidationRequest, WorkflowEngine, WorkflowState
 
 CHECK_FAILURE_MODES = {
     "tokenizer-parity": "tokenizer-mismatch",
@@ -16,73 +25,60 @@ CHECK_FAILURE_MODES = {
     "head-collapse": "head-collapse",
     "long-seq-memory": "long-seq-oom",
 }
+ALL_CHECKS = tuple(CHECK_FAILURE_MODES)
+_PHASES = {
+    "Succeeded": ValidationState.PASSED,
+    "Failed": ValidationState.FAILED,
+    "Error": ValidationState.ERROR,
+}
 
 
-class ValidatorsGate:
-    def __init__(self, ctx: Context, spec: RolloutSpec, device: str = "cpu") -> None:
-        self.ctx = ctx
-        self.spec = spec
-        self.device = device
-        self._state: ValidationState | None = None
-        self._evidence: dict[str, Any] = {}
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+def verdict_of(state: WorkflowState) -> tuple[ValidationState, dict[str, Any]]:
+    """A workflow's state as the gate's verdict and the evidence recorded with it: the run,
+    each check's status, and for a failure the first failing check's failure mode and summary.
+    A run whose failed checks all errored (nothing judged the model) is ``ERROR``."""
+    evidence: dict[str, Any] = {"workflow": state.handle, "checks": {c.check: c.status for c in state.checks}}
+    result = _PHASES.get(state.phase, ValidationState.PENDING)
+    if result in (ValidationState.PASSED, ValidationState.PENDING):
+        return result, evidence
+    failing = [c for c in state.checks if c.status in ("failed", "error")]
+    first = failing[0] if failing else None
+    evidence["failure_mode"] = CHECK_FAILURE_MODES.get(first.check if first else "", "validation-failed")
+    if first is not None:
+        evidence["summary"] = f"{first.check} {first.status}" + (f": {first.summary}" if first.summary else "")
+    else:
+        evidence["summary"] = state.message or f"workflow {state.phase}"
+    if failing and all(c.status == "error" for c in failing):
+        result = ValidationState.ERROR
+    return result, evidence
+
+
+class EngineGate:
+    """An executor.ValidationGate over a WorkflowEngine, for one rollout's spec."""
+
+    def __init__(self, engine: WorkflowEngine, spec: RolloutSpec, device: str = "auto") -> None:
+        self.engine = engine
+        baseline = f"{spec.model}:v{spec.stable_version}" if spec.stable_version else None
+        self.request = ValidationRequest(spec.model, spec.version, spec.checks or ALL_CHECKS, baseline, device)
 
     def start(self, model: str, version: int) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._state = ValidationState.PENDING
-            self._thread = threading.Thread(target=self._run, args=(model, version), daemon=True, name="validation")
-            self._thread.start()
+        self.engine.submit(self.request)
 
     def state(self) -> tuple[ValidationState | None, dict[str, Any]]:
-        with self._lock:
-            if self._thread is None:  # restarted while Validating: run the gate again
-                pass
-            else:
-                return self._state, dict(self._evidence)
-        self.start(self.spec.model, self.spec.version)
-        return ValidationState.PENDING, {}
+        handle = self.engine.submit(self.request)
+        try:
+            return verdict_of(self.engine.poll(handle))
+        except NotFoundError:  # the run vanished (deleted workflow): submit again next time
+            return ValidationState.PENDING, {}
 
     def terminate(self) -> None:
-        """Checks run in-process and finish on their own; the result is simply ignored."""
-        with self._lock:
-            self._state = ValidationState.ERROR
-            self._evidence = {"summary": "validation terminated"}
-
-    def _run(self, model: str, version: int) -> None:
-        try:
-            state, evidence = run_gate(self.ctx, model, version, self.spec.checks, self.spec.stable_version, self.device)
-        except Exception as exc:  # any failure of the gate is an error verdict, never a pass
-            state, evidence = ValidationState.ERROR, {"summary": f"validation error: {exc}", "failure_mode": "validation-failed"}
-        with self._lock:
-            if self._state is ValidationState.PENDING:
-                self._state, self._evidence = state, evidence
+        self.engine.terminate(self.engine.submit(self.request))
 
 
-def run_gate(
-    ctx: Context, model: str, version: int, checks: tuple[str, ...], stable: int | None, device: str
-) -> tuple[ValidationState, dict[str, Any]]:
-    from validators.runner import run_checks
+def local_gate(ctx: Context, spec: RolloutSpec, device: str = "cpu") -> EngineGate:
+    """The local target's gate: the validation DAG in-process, each check through the validators
+    (one MLflow run and one store row per check, as each Argo step records)."""
+    from controlplane.workflows import LocalEngine
+    from controlplane.workflows.checks import validators_check_runner
 
-    baseline = f"{model}:v{stable}" if stable is not None else None
-    report = run_checks(
-        f"{model}:v{version}",
-        checks=list(checks) or None,
-        baseline_ref=baseline,
-        device=device,
-        registry=ctx.registry,
-        store=ctx.store,
-        now=ctx.now(),
-    )
-    results = {r.check: r.status for r in report.results}
-    failed = [c for c, s in results.items() if s in ("failed", "error")]
-    evidence: dict[str, Any] = {"checks": results}
-    if not failed:
-        return ValidationState.PASSED, evidence
-    first = next(r for r in report.results if r.check == failed[0])
-    evidence["failure_mode"] = CHECK_FAILURE_MODES.get(failed[0], "validation-failed")
-    evidence["summary"] = f"{failed[0]} {first.status}: " + "; ".join(first.findings[:2])
-    state = ValidationState.ERROR if all(results[c] == "error" for c in failed) else ValidationState.FAILED
-    return state, evidence
+    return EngineGate(LocalEngine(validators_check_runner(context=ctx)), spec, device)

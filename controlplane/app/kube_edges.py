@@ -7,7 +7,7 @@ AnalysisTemplate; every such pass is recorded with ``analysis: none`` in its evi
 the history never claims a metric check that did not happen.
 
 Validation: with ``--validation argo`` the gates run as an Argo Workflow (``ArgoEngine``);
-otherwise a rollout must say ``skipValidation: true`` or it is refused.
+(``controlplane.app.gate.EngineGate``); otherwise a rollout must say ``skipValidation: true`` or it is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 from controlplane.engine import AnalysisVerdict, RolloutSpec, RolloutStatus, Verdict
 from controlplane.engine.types import ValidationState
-from controlplane.ports import ValidationRequest, WorkflowEngine
 
 NO_ANALYSIS_REASON = "no metric provider configured: the step passes when its duration is over"
 
@@ -41,38 +40,6 @@ class PrometheusAnalyzer:
         slo = load_rollout_slo(spec)
         with PrometheusProvider(self.url, slo, step_duration_s=spec.step_duration_s) as provider:
             return SloAnalyzer(provider, slo).analyze(spec, status, now)
-
-
-_PHASES = {
-    "Succeeded": ValidationState.PASSED,
-    "Failed": ValidationState.FAILED,
-    "Error": ValidationState.ERROR,
-}
-
-
-class WorkflowGate:
-    """An executor.ValidationGate over a WorkflowEngine. Submitting is idempotent (the engine
-    derives the workflow's name from the request), so no handle needs to be remembered."""
-
-    def __init__(self, engine: WorkflowEngine, spec: RolloutSpec) -> None:
-        self.engine = engine
-        self.request = ValidationRequest(
-            spec.model, spec.version, spec.checks, f"{spec.model}:v{spec.stable_version}" if spec.stable_version else None
-        )
-
-    def start(self, model: str, version: int) -> None:
-        self.engine.submit(self.request)
-
-    def state(self) -> tuple[ValidationState | None, dict[str, Any]]:
-        state = self.engine.poll(self.engine.submit(self.request))
-        evidence: dict[str, Any] = {"workflow": state.handle, "checks": {c.check: c.status for c in state.checks}}
-        result = _PHASES.get(state.phase, ValidationState.PENDING)
-        if result is not ValidationState.PASSED and result is not ValidationState.PENDING:
-            evidence["summary"] = state.message or f"workflow {state.phase}"
-        return result, evidence
-
-    def terminate(self) -> None:
-        self.engine.terminate(self.engine.submit(self.request))
 
 
 class NoGate:

@@ -310,9 +310,14 @@ def _entry(
         "at": round(now, 3), "kind": kind, "message": message[:500], "phase": status.phase.value,
         "stepIndex": status.step_index, "weight": status.weight,
     }
-    if evidence:
-        entry["evidence"] = {k: v for k, v in evidence.items() if isinstance(v, str | int | float | bool)}
+    if evidence:  # scalars, and flat maps of scalars (a validation's check -> status); nothing deeper
+        entry["evidence"] = {k: v for k, v in evidence.items() if _scalar(v) or (
+            isinstance(v, Mapping) and len(v) <= 16 and all(_scalar(x) for x in v.values()))}
     return entry
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
 
 
 def _prune(value: Any) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from controlplane.app.context import Context
 from controlplane.app.executor import Edges
-from controlplane.app.gate import ValidatorsGate
+from controlplane.app.gate import local_gate
 from controlplane.app.incident_sink import StoreIncidentSink
 from controlplane.app.reconcile import Analyzer, Outcome, reconcile_once
 from controlplane.app.runner_lease import hold
@@ -83,7 +83,7 @@ def _drive(
         router=local.router,
         workloads=local.workloads,
         registry=ctx.registry,
-        gate=ValidatorsGate(ctx, spec, options.device),
+        gate=local_gate(ctx, spec, options.device),
         incidents=StoreIncidentSink(ctx.store),
         store=ctx.store,
     )

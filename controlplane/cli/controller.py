@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
 
         from controlplane.adapters.kube import KubeClient
         from controlplane.app.controller import Controller, ControllerOptions, default_identity
-        from controlplane.app.kube_edges import PrometheusAnalyzer, TimedSteps, WorkflowGate
+        from controlplane.app.gate import EngineGate
+        from controlplane.app.kube_edges import PrometheusAnalyzer, TimedSteps
         from controlplane.app.kube_events import KubeEvents
         from controlplane.app.kube_reconcile import Reconciler
         from controlplane.errors import InputError
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
             if not tracking:
                 raise InputError("--validation argo needs MLFLOW_TRACKING_URI (the registry the workflow reads)")
             engine = ArgoEngine(client, mlflow_tracking_uri=tracking, namespace=namespace or "default")
-            gate_factory = lambda spec: WorkflowGate(engine, spec)  # noqa: E731
+            gate_factory = lambda spec: EngineGate(engine, spec)  # noqa: E731
         analyzer = PrometheusAnalyzer(prometheus_url) if prometheus_url else TimedSteps()
         audit = None
         if audit_db:

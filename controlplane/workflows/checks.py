@@ -17,16 +17,18 @@ def validators_check_runner(
     settings: Any = None,
     reference_tokenizer: Path | None = None,
     corpus_file: Path | None = None,
+    context: Any = None,
 ) -> CheckRunner:
     """A ``CheckRunner`` calling ``validators.runner.run_checks`` for a single check.
-    Bad input inside a check (InputError) propagates, as ``ctl validate`` exits 2 on it."""
+    Bad input inside a check (InputError) propagates, as ``ctl validate`` exits 2 on it.
+    ``context``: the application context to use (default: one from the environment per check)."""
 
     def run(request: ValidationRequest, check: str) -> CheckOutcome:
         from controlplane.app.context import open_context
         from controlplane.errors import InputError
         from validators.runner import run_checks
 
-        ctx = open_context()
+        ctx = context if context is not None else open_context()
         report = run_checks(
             f"{request.model}:v{request.version}",
             checks=[check],

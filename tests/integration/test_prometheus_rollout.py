@@ -169,7 +169,7 @@ def _drive_synthetic(
     ends or pauses; a paused rollout is then aborted (so the model's slot is free for the next test)."""
     from controlplane.adapters.prometheus import PrometheusProvider
     from controlplane.app.executor import Edges
-    from controlplane.app.gate import ValidatorsGate
+    from controlplane.app.gate import local_gate
     from controlplane.app.incident_sink import StoreIncidentSink
     from controlplane.app.local_run import route_target
     from controlplane.app.reconcile import reconcile_once
@@ -185,7 +185,7 @@ def _drive_synthetic(
     stable = Profile(spec.model, spec.stable_version or 1, "stable", rps=0, latency_median_s=0.03)
     plane = SyntheticDataPlane(driver, stable, canary, total_rps=60, serving=serving)
     server = PrometheusServer([exporter.target], binary=prometheus_bin).start()
-    edges = Edges(target, plane, plane, ctx.registry, ValidatorsGate(ctx, spec, "cpu"), StoreIncidentSink(ctx.store),
+    edges = Edges(target, plane, plane, ctx.registry, local_gate(ctx, spec, "cpu"), StoreIncidentSink(ctx.store),
                   ctx.store)
     try:
         server.wait_for_targets()

@@ -135,7 +135,8 @@ class ControllerProcess:
     """``ctl controller run`` as a real process (killable with SIGKILL)."""
 
     def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path, lease_namespace: str | None = None,
-                 ident: str = "c0", lease_duration: float = 4.0, audit_db: str | None = None) -> None:
+                 ident: str = "c0", lease_duration: float = 4.0, audit_db: str | None = None,
+                 extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.ident = ident
         self.log = log_dir / f"controller-{ident}-{time.monotonic_ns()}.log"
@@ -144,7 +145,9 @@ class ControllerProcess:
                 f"--port={self.port}", f"--lease-duration={lease_duration}", "--workers=4", "--log-level=INFO"]
         if audit_db:
             argv.append(f"--audit-db={audit_db}")
+        argv += extra_args
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "CONTROLPLANE_DB_URL")}
+        env.update(extra_env or {})
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                          start_new_session=True)

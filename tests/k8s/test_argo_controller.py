@@ -20,10 +20,23 @@ import pytest
 
 from controlplane.adapters.argo import GROUP, VERSION, WORKFLOWS, ArgoEngine
 from controlplane.adapters.kube import KubeClient
+from controlplane.adapters.kube_workloads import served_uri
+from controlplane.app import kube_commands
+from controlplane.app import kube_rollout as cr_
 from controlplane.workflows import VALIDATION_DAG, request_from_ref
 from tests.cluster import binaries
 from tests.cluster.harness import Cluster
 from tests.cluster.procs import die_with_parent
+from tests.k8s.conftest import (
+    ControllerProcess,
+    apply,
+    get_rollout,
+    http_route,
+    phase_is,
+    rollout,
+    stable_objects,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 TEMPLATE = Path(__file__).resolve().parents[2] / "workflows" / "validation-template.yaml"
@@ -177,3 +190,76 @@ def test_real_controller_fails_the_run_on_a_failed_check_and_honours_terminate(
     state = engine.wait(aborted, timeout=90)
     assert state.phase == "Failed"
     assert state.checks[0].status in ("error", "failed") and state.checks[-1].status == "skipped"
+
+
+# ---- the Validating phase of a ModelRollout, on `ctl controller run --validation argo` --------------------------
+
+
+def _workflow_of(kube: KubeClient, namespace: str, model: str) -> str | None:
+    items = kube.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{WORKFLOWS}", verb="list")["items"]
+    names = [w["metadata"]["name"] for w in items if (w["spec"].get("arguments") or {}).get("parameters") and any(
+        p["name"] == "model" and p["value"].startswith(f"{model}:v") for p in w["spec"]["arguments"]["parameters"])]
+    return names[0] if names else None
+
+
+def _play(kube: KubeClient, namespace: str, workflow: str, statuses: dict[str, str]) -> None:
+    """Finish each step of ``workflow`` as its pod appears, with the status given for its check."""
+    done: set[str] = set()
+    while len(done) < len(statuses):
+        pods = _wait(lambda: [p for p in _pods(kube, namespace, workflow) if p["metadata"]["name"] not in done
+                              and p.get("spec", {}).get("nodeName")], 90, f"a step pod of {workflow}")
+        for pod in pods:
+            status = statuses[_check_of(pod)]
+            _run_step(kube, pod, workflow, status, 0 if status in ("passed", "warning") else 1)
+            done.add(pod["metadata"]["name"])
+        if any(s not in ("passed", "warning") for s in statuses.values()):
+            return  # the DAG stops after a failed step
+
+
+def test_rollout_validating_phase_runs_the_workflow_and_follows_its_verdict(
+    controller: str, k8s_cluster: Cluster, crd: str, controllers: list[ControllerProcess], tmp_path: Path
+) -> None:
+    """The controller submits the validation Workflow when a rollout enters Validating, moves no
+    traffic until it Succeeded, fails the rollout (stable untouched, incident evidence naming the
+    check) when a step failed, and terminates the Workflow when the rollout is aborted."""
+    ns = controller
+    kube = KubeClient(str(k8s_cluster.kubeconfig))
+    checks = ["tokenizer-parity", "head-collapse"]
+    for name in ("good", "bad", "aborted"):
+        apply(k8s_cluster, *stable_objects(ns, name=name), http_route(ns, name=name))
+    controllers.append(ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, extra_args=("--validation=argo",),
+                                         extra_env={"MLFLOW_TRACKING_URI": MLFLOW}))
+    for name in ("good", "bad", "aborted"):
+        body = rollout(ns, "gateway-api", steps=(50, 100), step_s=1.0, name=name, model=name)
+        body["spec"].update(skipValidation=False, checks=checks)
+        kube.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns, body)
+
+    # good: Validating until both steps passed (weight 0 meanwhile), then the steps, then Promoted
+    good = _wait(lambda: _workflow_of(kube, ns, "good"), 60, "the good rollout's workflow")
+    assert get_rollout(kube, ns, "good")["status"]["phase"] == "Validating"
+    assert (get_rollout(kube, ns, "good")["status"].get("weight") or 0) == 0
+    _play(kube, ns, good, {"tokenizer-parity": "passed", "head-collapse": "warning"})
+    cr = wait_for(phase_is(kube, ns, "Promoted", name="good"), 120, "good promoted")
+    kinds = [e["kind"] for e in cr["status"]["history"]]
+    assert kinds.index("ValidationStarted") < kinds.index("ValidationPassed") < kinds.index("StepStarted")
+    passed = next(e for e in cr["status"]["history"] if e["kind"] == "ValidationPassed")
+    assert passed["evidence"]["workflow"] == f"{ns}/{good}"
+    assert passed["evidence"]["checks"] == {"tokenizer-parity": "passed", "head-collapse": "warning"}
+
+    # bad: tokenizer-parity fails -> rollout Failed, no traffic moved, stable untouched
+    bad = _wait(lambda: _workflow_of(kube, ns, "bad"), 60, "the bad rollout's workflow")
+    _play(kube, ns, bad, {"tokenizer-parity": "failed", "head-collapse": "passed"})
+    cr = wait_for(phase_is(kube, ns, "Failed", name="bad"), 120, "bad failed")
+    failed = next(e for e in cr["status"]["history"] if e["kind"] == "ValidationFailed")
+    assert failed["evidence"]["failure_mode"] == "tokenizer-mismatch"
+    assert failed["evidence"]["checks"]["tokenizer-parity"] == "failed"
+    assert "StepStarted" not in [e["kind"] for e in cr["status"]["history"]]
+    assert served_uri(kube.get_deployment(ns, "bad")) == "models:/minilm/2"  # as stable_objects made it
+
+    # aborted while validating -> the Workflow is told to terminate
+    aborted = _wait(lambda: _workflow_of(kube, ns, "aborted"), 60, "the aborted rollout's workflow")
+    kube_commands.intent(kube, ns, "aborted", "abort")
+    wait_for(phase_is(kube, ns, "Aborted", name="aborted"), 60, "aborted")
+    workflow = kube.get_custom(GROUP, VERSION, WORKFLOWS, ns, aborted)
+    assert workflow["spec"].get("shutdown") == "Terminate", workflow["spec"]
+    assert controllers[0].terminate() == 0, controllers[0].output()

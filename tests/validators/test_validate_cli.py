@@ -6,11 +6,13 @@ Exit codes: 0 all pass, 1 any fails, 2 bad input (one line on stderr, never a tr
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from controlplane.app.gate import run_gate
+from controlplane.app.gate import local_gate
+from controlplane.engine import RolloutSpec
 from controlplane.engine.types import ValidationState
 
 from .conftest import Registered, ctl
@@ -92,13 +94,44 @@ def test_reference_tokenizer_and_short_positions(registry: Registered, tmp_path:
     assert any("64 position embeddings" in f for f in findings)
 
 
-def test_gate_call_of_the_rollout_loop(registry: Registered) -> None:
-    """The exact call controlplane/app/gate.py makes, on the collapsed version."""
+def _gate_verdict(gate, timeout: float = 600.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        state, evidence = gate.state()
+        if state is not ValidationState.PENDING:
+            return state, evidence
+        assert time.monotonic() < deadline, "the gate never decided"
+        time.sleep(0.2)
+
+
+def test_rollout_gate_runs_the_dag_on_the_local_engine(registry: Registered) -> None:
+    """The gate of a local rollout (controlplane/app/gate.py): the validation DAG in-process through
+    the real validators; a failing check fails the gate with its failure mode, the version's
+    overall tag is the worst of the steps' verdicts, and each step left its own run."""
     name, version = registry.ref("collapsed").split(":v")
     stable = int(registry.ref("healthy").split(":v")[1])
-    state, evidence = run_gate(registry.ctx, name, int(version), ("head-collapse",), stable, "cpu")
-    assert state is ValidationState.FAILED
+    spec = RolloutSpec(model=name, version=int(version), stable_version=stable,
+                       checks=("head-collapse", "tokenizer-parity"))  # fmt: skip
+    gate = local_gate(registry.ctx, spec, "cpu")
+    gate.start(name, int(version))
+    state, evidence = _gate_verdict(gate)
+    assert state is ValidationState.FAILED, evidence
+    assert evidence["checks"] == {"tokenizer-parity": "passed", "head-collapse": "failed"}
     assert evidence["failure_mode"] == "head-collapse"
+    assert evidence["summary"].startswith("head-collapse failed")
+    assert evidence["workflow"].startswith("local/")
+    tags = registry.ctx.registry.get_version(name, int(version)).tags
+    assert tags["validation.status"] == "failed" and tags["validation.tokenizer-parity"] == "passed"
+    rows = [r for r in registry.ctx.store.list_validations(name, int(version)) if r.check in spec.checks]
+    runs = {r.check: r.run_id for r in rows[-2:]}
+    assert set(runs) == {"tokenizer-parity", "head-collapse"} and len(set(runs.values())) == 2
+
+    # the same spec on a healthy version passes; an empty check list means every check
+    healthy = RolloutSpec(model=name, version=stable, stable_version=None, checks=("tokenizer-parity",))
+    ok = local_gate(registry.ctx, healthy, "cpu")
+    assert _gate_verdict(ok)[0] is ValidationState.PASSED  # state() starts the run when nothing did
+    assert local_gate(registry.ctx, RolloutSpec(model=name, version=stable), "cpu").request.checks == (
+        "tokenizer-parity", "quantization-accuracy", "head-collapse", "long-seq-memory")
 
 
 # ---- bad input: exit 2, one line ---------------------------------------------------------------
