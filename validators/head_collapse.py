@@ -215,29 +215,36 @@ def heatmaps(
     import matplotlib.pyplot as plt
 
     workdir.mkdir(parents=True, exist_ok=True)
-    paths = []
     heads = stats.entropy.shape[1]
     iu = np.triu_indices(heads, 1)
+    off_diagonal = ~np.eye(heads, dtype=bool)
     panels = [(ref, stats)] + ([(base_ref or "baseline", base)] if base is not None else [])
-    for layer in range(stats.entropy.shape[0]):
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.9), squeeze=False)
-        for ax, (label, st) in zip(axes[0], panels, strict=True):
-            assert st is not None
-            sim = st.similarity[layer]
-            im = ax.imshow(sim, vmin=0.0, vmax=1.0, cmap="viridis")
-            dup = np.argwhere((sim >= identical) & ~np.eye(heads, dtype=bool))
-            if len(dup):
-                ax.scatter(dup[:, 1], dup[:, 0], marker="x", s=18, c="red", linewidths=1)
-            ax.set_title(f"{label} L{layer}: mean {sim[iu].mean():.3f}, max {sim[iu].max():.3f}", fontsize=8)
-            ax.set_xticks(range(0, heads, max(1, heads // 6)))
-            ax.set_yticks(range(0, heads, max(1, heads // 6)))
-            ax.set_xlabel("head", fontsize=8)
-            ax.set_ylabel("head", fontsize=8)
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="cosine of attention maps")
-        path = workdir / f"head-collapse-layer{layer}.png"
-        fig.savefig(path, dpi=80)
+    # one figure, redrawn per layer (building a figure and its colorbar is most of the cost)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.9), squeeze=False)
+    images, marks = [], []
+    for ax in axes[0]:
+        images.append(ax.imshow(np.zeros((heads, heads)), vmin=0.0, vmax=1.0, cmap="viridis"))
+        marks.append(ax.scatter([], [], marker="x", s=18, c="red", linewidths=1))
+        ax.set_xticks(range(0, heads, max(1, heads // 6)))
+        ax.set_yticks(range(0, heads, max(1, heads // 6)))
+        ax.set_xlabel("head", fontsize=8)
+        ax.set_ylabel("head", fontsize=8)
+    fig.colorbar(images[0], ax=axes[0].tolist(), shrink=0.8, label="cosine of attention maps")
+    paths = []
+    try:
+        for layer in range(stats.entropy.shape[0]):
+            for ax, image, mark, (label, st) in zip(axes[0], images, marks, panels, strict=True):
+                assert st is not None
+                sim = st.similarity[layer]
+                image.set_data(sim)
+                dup = np.argwhere((sim >= identical) & off_diagonal)
+                mark.set_offsets(dup[:, ::-1] if len(dup) else np.empty((0, 2)))
+                ax.set_title(f"{label} L{layer}: mean {sim[iu].mean():.3f}, max {sim[iu].max():.3f}", fontsize=8)
+            path = workdir / f"head-collapse-layer{layer}.png"
+            fig.savefig(path, dpi=80)
+            paths.append(path)
+    finally:
         plt.close(fig)
-        paths.append(path)
     return paths
 
 
