@@ -96,7 +96,8 @@ def run(kubeconfig: str, n: int, replicas: int, steps: tuple[int, ...], step_s: 
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         items = admin.list_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns)
-        done = [i for i in items if (i.get("status") or {}).get("phase") in ("Promoted", "Failed", "RolledBack")]
+        done = [i for i in items if (i.get("status") or {}).get("phase") in ("Promoted", "Failed", "RolledBack")
+                and "finalizing" not in i["status"]]  # the promotion's last writes are done too
         if len(done) == n:
             break
         time.sleep(2.0)
@@ -168,7 +169,8 @@ def subprocess_apply(kubeconfig: str, cluster: Any) -> None:
                    query={"fieldManager": "benchmark", "force": True})
     for _ in range(100):
         got = client.request("GET", path)
-        if any(c["type"] == "Established" and c["status"] == "True" for c in got.get("status", {}).get("conditions", [])):
+        conditions = (got.get("status") or {}).get("conditions") or []  # null until the API server sets them
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         time.sleep(0.1)
 
