@@ -18,6 +18,7 @@ model (docs/validators.md). One heatmap PNG per layer is written to ``workdir``.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,16 +203,32 @@ def judge(stats: HeadStats, base: HeadStats | None, cfg: HeadCollapseSettings) -
     return status, metrics, fails + warns
 
 
+def _import_pyplot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+
+def preload_pyplot() -> threading.Thread:
+    """Import matplotlib in a thread while the probe's forward passes run (onnxruntime releases
+    the GIL): the import is most of the heatmaps' first-call cost. ``heatmaps`` joins it."""
+    thread = threading.Thread(target=_import_pyplot, name="import-pyplot", daemon=True)
+    thread.start()
+    return thread
+
+
 def heatmaps(
-    stats: HeadStats, base: HeadStats | None, workdir: Path, ref: str, base_ref: str | None, identical: float
+    stats: HeadStats, base: HeadStats | None, workdir: Path, ref: str, base_ref: str | None, identical: float,
+    preload: threading.Thread | None = None,
 ) -> list[Path]:
     """One PNG per layer: the head-pair cosine matrix (beside the baseline's), duplicate pairs marked x.
 
     No per-cell labels: 144 text artists per panel made rendering 3x slower than the check itself
     (the numbers are in head-collapse-stats.json)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    if preload is not None:
+        preload.join()
+    _import_pyplot()
     import matplotlib.pyplot as plt
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -253,6 +270,7 @@ def check(
 ) -> CheckResult:
     cfg = settings.head_collapse
     arch = _architecture(candidate)
+    pyplot = preload_pyplot()
     ids, mask = probe_inputs(candidate, min(cfg.max_probe_tokens, arch.max_positions))
     stats = attention_stats(candidate, arch, ids, mask, device)
     base = None
@@ -275,7 +293,8 @@ def check(
             f"{arch.layers}x{arch.heads} heads: max pair similarity {metrics['max_similarity']:.3f}, "
             f"entropy {metrics['min_entropy']:.2f}-{metrics['max_entropy']:.2f}",
         )
-    artifacts = heatmaps(stats, base, workdir, candidate.ref, reference.ref if reference else None, cfg.identical_cosine)
+    artifacts = heatmaps(stats, base, workdir, candidate.ref, reference.ref if reference else None, cfg.identical_cosine,
+                         preload=pyplot)
     stats_file = workdir / "head-collapse-stats.json"
     stats_file.write_text(json.dumps({"candidate": stats.to_dict(), "baseline": base.to_dict() if base else None}))
     thresholds = {k: float(v) for k, v in vars(cfg).items()}
