@@ -18,6 +18,7 @@ from controlplane.engine import RolloutSpec
 from controlplane.engine.types import ValidationState
 from controlplane.errors import NotFoundError
 from controlplane.ports import ValidationRequest, WorkflowEngine, WorkflowState
+from controlplane.workflows.template import VALIDATION_DAG
 
 CHECK_FAILURE_MODES = {
     "tokenizer-parity": "tokenizer-mismatch",
@@ -25,7 +26,6 @@ CHECK_FAILURE_MODES = {
     "head-collapse": "head-collapse",
     "long-seq-memory": "long-seq-oom",
 }
-ALL_CHECKS = tuple(CHECK_FAILURE_MODES)
 _PHASES = {
     "Succeeded": ValidationState.PASSED,
     "Failed": ValidationState.FAILED,
@@ -59,7 +59,8 @@ class EngineGate:
     def __init__(self, engine: WorkflowEngine, spec: RolloutSpec, device: str = "auto") -> None:
         self.engine = engine
         baseline = f"{spec.model}:v{spec.stable_version}" if spec.stable_version else None
-        self.request = ValidationRequest(spec.model, spec.version, spec.checks or ALL_CHECKS, baseline, device)
+        checks = spec.checks or VALIDATION_DAG.names  # empty means every check of the DAG
+        self.request = ValidationRequest(spec.model, spec.version, checks, baseline, device)
 
     def start(self, model: str, version: int) -> None:
         self.engine.submit(self.request)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controlplane.errors import InputError
@@ -44,6 +44,16 @@ def canary_percent(stable_weight: int, canary_weight: int) -> int:
     """Proportional weights to the canary's share in percent (0 when both are zero)."""
     total = stable_weight + canary_weight
     return 0 if total <= 0 else round(100 * canary_weight / total)
+
+
+def agreed_share(shares: Iterable[int], kind: str, obj: Mapping[str, Any]) -> int:
+    """The canary share every rule of a route agrees on, -1 when they disagree (so the plan is
+    re-applied); InputError when no rule routes to the stable backend."""
+    distinct = set(shares)
+    if not distinct:
+        name = (obj.get("metadata") or {}).get("name")
+        raise InputError(f"{kind} {name!r} does not route to the stable backend")
+    return distinct.pop() if len(distinct) == 1 else -1
 
 
 def replica_split(total: int, weight: int) -> tuple[int, int]:

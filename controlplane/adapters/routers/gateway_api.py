@@ -16,6 +16,7 @@ from typing import Any
 
 from controlplane.adapters.kube import KubeClient
 from controlplane.adapters.routers.common import (
+    agreed_share,
     canary_name,
     canary_percent,
     check_weight,
@@ -88,16 +89,13 @@ def _set(base: str, index: int, name: str, weight: int) -> list[dict[str, Any]]:
 
 def read_weight(route: Mapping[str, Any], stable: str, canary: str) -> int:
     """The canary's share in percent; -1 when the rules disagree (so the plan is re-applied)."""
-    shares = set()
+    shares = []
     for _, refs, s in _rules(route, stable):
         c = _find(refs, canary)
         stable_w = int(refs[s].get("weight", 1))
         canary_w = 0 if c is None else int(refs[c].get("weight", 1))
-        shares.add(canary_percent(stable_w, canary_w))
-    if not shares:
-        name = (route.get("metadata") or {}).get("name")
-        raise InputError(f"HTTPRoute {name!r} does not route to the stable backend")
-    return shares.pop() if len(shares) == 1 else -1
+        shares.append(canary_percent(stable_w, canary_w))
+    return agreed_share(shares, "HTTPRoute", route)
 
 
 class GatewayApiRouter:

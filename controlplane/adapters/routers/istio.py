@@ -16,6 +16,7 @@ from typing import Any
 
 from controlplane.adapters.kube import KubeClient
 from controlplane.adapters.routers.common import (
+    agreed_share,
     canary_name,
     canary_percent,
     check_weight,
@@ -120,15 +121,12 @@ def _set(base: str, index: int, entry: Mapping[str, Any], weight: int) -> list[d
 
 
 def read_weight(vs: Mapping[str, Any], stable: Destination, canary: Destination, namespace: str) -> int:
-    shares = set()
+    shares = []
     for _, route, s in _routes(vs, stable, namespace):
         c = _find(route, canary, namespace)
         canary_w = 0 if c is None else _weight(route[c], False)
-        shares.add(canary_percent(_weight(route[s], len(route) == 1), canary_w))
-    if not shares:
-        name = (vs.get("metadata") or {}).get("name")
-        raise InputError(f"VirtualService {name!r} does not route to the stable backend")
-    return shares.pop() if len(shares) == 1 else -1
+        shares.append(canary_percent(_weight(route[s], len(route) == 1), canary_w))
+    return agreed_share(shares, "VirtualService", vs)
 
 
 class IstioRouter:
