@@ -155,9 +155,11 @@ class ValidationRequest:
 @dataclass(frozen=True)
 class CheckOutcome:
     check: str
-    status: str  # passed | failed | warning | error | pending | running
+    status: str  # passed | failed | warning | error | pending | running | skipped
     summary: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
+    run_id: str = ""  # the MLflow run the check logged, when it ran
+    input_error: bool = False  # an error caused by bad input (missing artifact, absent device), not by the model
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,10 @@ def _record(
     artifacts.append(summary)
     status = str(report.status)
     run_tags = {"validation.status": status, "validation.baseline": report.baseline_ref or "none"}
-    run_id = registry.log_run(mv.name, mv.version, f"validate-{mv.name}-v{mv.version}", params, metrics, artifacts, tags=run_tags)
+    run_name = f"validate-{mv.name}-v{mv.version}"
+    if len(report.results) == 1:  # one step of the validation DAG: name the run after its check
+        run_name += f"-{report.results[0].check}"
+    run_id = registry.log_run(mv.name, mv.version, run_name, params, metrics, artifacts, tags=run_tags)
     tags = {f"{TAG_PREFIX}{r.check}": str(r.status) for r in report.results}
     tags[f"{TAG_PREFIX}status"] = version_status(registry.get_version(mv.name, mv.version).tags, tags)
     tags[f"{TAG_PREFIX}run_id"] = run_id

@@ -33,15 +33,21 @@ _PHASES = {
 }
 
 
-def verdict_of(state: WorkflowState) -> tuple[ValidationState, dict[str, Any]]:
+def verdict_of(state: WorkflowState, fail_fast: bool = True) -> tuple[ValidationState, dict[str, Any]]:
     """A workflow's state as the gate's verdict and the evidence recorded with it: the run,
     each check's status, and for a failure the first failing check's failure mode and summary.
-    A run whose failed checks all errored (nothing judged the model) is ``ERROR``."""
+    A run whose failed checks all errored (nothing judged the model) is ``ERROR``.
+
+    The DAG runs every check whatever the verdicts (``ctl validate`` reports them all); the
+    gate fails fast: with ``fail_fast``, a failed check decides while the run is still going
+    (the rollout engine then terminates the run, so no GPU step runs for a rejected version)."""
     evidence: dict[str, Any] = {"workflow": state.handle, "checks": {c.check: c.status for c in state.checks}}
+    failing = [c for c in state.checks if c.status in ("failed", "error")]
     result = _PHASES.get(state.phase, ValidationState.PENDING)
+    if result is ValidationState.PENDING and fail_fast and failing:
+        result = ValidationState.FAILED
     if result in (ValidationState.PASSED, ValidationState.PENDING):
         return result, evidence
-    failing = [c for c in state.checks if c.status in ("failed", "error")]
     first = failing[0] if failing else None
     evidence["failure_mode"] = CHECK_FAILURE_MODES.get(first.check if first else "", "validation-failed")
     if first is not None:

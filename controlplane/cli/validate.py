@@ -1,8 +1,11 @@
 """`ctl validate NAME:vN`: run the attention-model checks on a registered version.
 
-Exit 0 when every check passes (warnings included), 1 when any check fails or errors, 2 on bad
-input (unknown check, missing or corrupt artifact, empty corpus, different-architecture baseline,
-absent device). The checks live in ``validators``; this module parses, calls the runner, prints.
+The checks run as the validation DAG (controlplane.workflows), on the engine ``--engine`` names:
+``local`` (default) in this process, ``argo`` as an Argo Workflow in the cluster; both print the
+same result. Every selected check runs and reports its own verdict. Exit 0 when every check
+passes (warnings included), 1 when any check fails or errors, 2 on bad input (unknown check,
+missing or corrupt artifact, empty corpus, different-architecture baseline, absent device).
+This module parses and prints; ``validate_engine`` calls the application layer.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Any
 
 import typer
 
-from controlplane.cli.common import OutputFormat, OutputOpt, console, emit, handle_errors, print_table
+from controlplane.cli.common import OutputFormat, OutputOpt, handle_errors
+from controlplane.workflows.template import VALIDATION_DAG  # plain data; Hera loads only to render
 
-CHECK_NAMES = ("tokenizer-parity", "quantization-accuracy", "head-collapse", "long-seq-memory")
+CHECK_NAMES = VALIDATION_DAG.names
 
 
 def register(app: typer.Typer) -> None:
@@ -34,49 +38,17 @@ def register(app: typer.Typer) -> None:
         ),
         output: OutputFormat = OutputOpt,
         engine: str = typer.Option(
-            None, "--engine", help="Run the checks as the validation DAG: local (in-process) or argo (an Argo Workflow "
-            "through $KUBECONFIG, pods reporting to $MLFLOW_TRACKING_URI). Default: one run, checks in sequence."
+            "local", "--engine", help="Where the validation DAG runs: local (in this process, the default) or argo "
+            "(an Argo Workflow through $KUBECONFIG, its pods reporting to $MLFLOW_TRACKING_URI)."
         ),
         namespace: str = typer.Option("default", "--namespace", help="--engine argo: namespace of the WorkflowTemplate."),
-        timeout: float = typer.Option(3600.0, "--timeout", help="--engine: seconds before the run is terminated."),
+        timeout: float = typer.Option(3600.0, "--timeout", help="Seconds before the run is terminated (exit 1)."),
     ) -> None:
-        """Validate a registered version before it gets traffic; logs an MLflow run and tags the version."""
-        from controlplane.app.context import open_context
-        from controlplane.errors import CheckFailed, InputError
-        from validators.runner import parse_checks, run_checks
+        """Validate a registered version before it gets traffic; each check logs an MLflow run and tags the version."""
+        from controlplane.cli.validate_engine import run_engine
 
-        if engine is not None:  # the workflow engines (controlplane.workflows, issue 7)
-            from controlplane.cli.validate_engine import run_engine
-
-            run_engine(ref, checks, engine, baseline, device, namespace, timeout, output,
-                       settings_file=settings_file, reference_tokenizer=reference_tokenizer, corpus=corpus)
-            return
-
-        selected = parse_checks([checks])
-        settings = _load_settings(settings_file) if settings_file else None
-        ctx = open_context()
-        with console.status(f"validating {ref}: {', '.join(selected)}…"):
-            report = run_checks(
-                ref,
-                checks=selected,
-                baseline_ref=baseline,
-                device=device,
-                registry=ctx.registry,
-                store=ctx.store,
-                now=ctx.now(),
-                settings=settings,
-                reference_tokenizer=reference_tokenizer,
-                corpus_file=corpus,
-            )
-        data = report.to_dict()
-        input_errors = [r for r in report.results if r.details.get("error") == "input"]
-        if input_errors:  # bad input found inside a check: one line, exit 2 (the run is recorded as error)
-            first = input_errors[0]
-            raise InputError(f"{first.check}: {first.findings[0] if first.findings else 'bad input'}")
-        emit(output, data, lambda: _render(data))
-        if not report.passed:
-            bad = [r.check for r in report.results if r.status in ("failed", "error")]
-            raise CheckFailed(f"{report.ref} did not pass validation: {', '.join(bad)}")
+        run_engine(ref, checks, engine, baseline, device, namespace, timeout, output,
+                   settings_file=settings_file, reference_tokenizer=reference_tokenizer, corpus=corpus)
 
 
 def _load_settings(path: Path) -> Any:
@@ -94,22 +66,3 @@ def _load_settings(path: Path) -> Any:
     if not isinstance(data, dict):
         raise InputError(f"settings file {path} must hold a mapping of sections")
     return Settings.from_mapping(data)
-
-
-def _render(data: dict[str, Any]) -> None:
-    rows = []
-    for r in data["results"]:
-        findings = r["findings"]
-        rows.append([r["check"], r["status"], findings[0] if findings else "", _seconds(r)])
-    base = f" vs {data['baseline']}" if data["baseline"] else ""
-    print_table(f"{data['ref']}{base} on {data['device']}: {data['status']}", ["check", "status", "finding", "s"], rows)
-    for r in data["results"]:
-        for line in r["findings"][1:6]:
-            console.print(f"  [dim]{r['check']}:[/] {line}", highlight=False, soft_wrap=True)
-    if data["run_id"]:
-        console.print(f"MLflow run {data['run_id']}", highlight=False)
-
-
-def _seconds(result: dict[str, Any]) -> str:
-    seconds = result.get("details", {}).get("seconds")
-    return f"{seconds:.1f}" if isinstance(seconds, int | float) else ""

@@ -1,4 +1,4 @@
-"""`ctl validate --engine local|argo`: the validation DAG on a workflow engine (controlplane.workflows).
+"""`ctl validate` on a workflow engine (controlplane.workflows): ``local`` (the default) or ``argo``.
 Both engines print the same result shape; exit 1 unless the run Succeeded, 2 on bad input."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controlplane.cli.common import OutputFormat, emit, print_table
+from controlplane.cli.common import OutputFormat, console, emit, print_table
 
 
 def run_engine(
@@ -28,23 +28,37 @@ def run_engine(
 
     options: dict[str, Any] = {}
     if engine == "local":
+        from controlplane.app.context import open_context
+        from controlplane.app.models import resolve
         from controlplane.cli.validate import _load_settings
         from controlplane.workflows.checks import validators_check_runner
 
         settings = _load_settings(settings_file) if settings_file else None
+        ctx = open_context()
+        if "@" in ref:  # NAME@alias: the version it points to now
+            ref = resolve(ctx, ref).ref
         options["runner"] = validators_check_runner(settings=settings, reference_tokenizer=reference_tokenizer,
-                                                    corpus_file=corpus)
+                                                    corpus_file=corpus, context=ctx)
     elif engine == "argo":
         if settings_file or reference_tokenizer or corpus:
             raise InputError("--settings, --reference-tokenizer and --corpus are not passed to Argo workflow pods")
         options["namespace"] = namespace
-    data, passed = validate_with_engine(ref, checks, engine=engine, baseline=baseline, device=device,
-                                        timeout_s=timeout, **options)
+    with console.status(f"validating {ref} on the {engine} engine…"):
+        data, passed = validate_with_engine(ref, checks, engine=engine, baseline=baseline, device=device,
+                                            timeout_s=timeout, **options)
+    bad_input = data.pop("input_error", None)
+    if bad_input:  # a check found bad input (missing artifact, absent device): one line, exit 2
+        raise InputError(bad_input)
 
     def render() -> None:
-        rows = [[c["check"], c["status"], c["summary"]] for c in data["checks"]]
-        print_table(f"{ref} on {engine} ({data['handle']}): {data['phase']}", ["check", "status", "summary"], rows)
+        rows = [[c["check"], c["status"], c["summary"], c["run_id"][:12]] for c in data["checks"]]
+        title = f"{data['ref']} on {engine} ({data['handle']}): {data['phase']}"
+        print_table(title, ["check", "status", "summary", "MLflow run"], rows)
 
     emit(output, data, render)
     if not passed:
-        raise CheckFailed(f"{ref} did not pass validation on {engine}: {data['message'] or data['phase']}")
+        failing = [c["check"] for c in data["checks"] if c["status"] in ("failed", "error")]
+        timed_out = data["message"].startswith("timed out")
+        why = ", ".join(failing) if failing and not timed_out else (data["message"] or data["phase"])
+        where = f" (workflow {data['handle']})" if engine == "argo" else ""
+        raise CheckFailed(f"{data['ref']} did not pass validation: {why}{where}")

@@ -109,7 +109,7 @@ def _validating(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now
         Phase.FAILED,
         now,
         f"validation {state.value}: {summary}; no traffic was moved",
-        (incident,),
+        (TerminateValidation(), incident),  # stops the checks still running (a no-op when the run ended)
         event=("ValidationFailed", dict(obs.validation_evidence)),
     )
 

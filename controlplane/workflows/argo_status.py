@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,11 +26,15 @@ from controlplane.workflows.template import STATUS_PARAM
 
 WORKFLOW_PHASES = frozenset({"Pending", "Running"}) | TERMINAL_PHASES
 _NODE_PREFERENCE = {"Retry": 0, "Pod": 1, "Skipped": 2}
+# The workflow-controller's message for a step whose pod it did not create because the Workflow was
+# shutting down (v3.7 workflowpod.go: "workflow shutdown with strategy: Terminate"); a pod it
+# killed gets "workflow shutdown with strategy:  Terminate" (two spaces, exec_control.go).
+_NOT_CREATED = re.compile(r"^workflow shutdown with strategy: \S")
 
 
 def parse_result(text: str | None, check: str) -> dict[str, Any]:
     """The entry for ``check`` in ``ctl validate -o json`` output: ``status``, ``summary``,
-    ``metrics`` (each only when present). Unparseable output gives ``{}``."""
+    ``metrics``, ``run_id`` (each only when present). Unparseable output gives ``{}``."""
     if not text:
         return {}
     try:
@@ -52,6 +57,9 @@ def parse_result(text: str | None, check: str) -> dict[str, Any]:
     metrics = item.get("metrics")
     if isinstance(metrics, Mapping):
         result["metrics"] = numeric_metrics(metrics)
+    run_id = item.get("run_id") or (data.get("run_id") if isinstance(data, Mapping) else None)
+    if isinstance(run_id, str) and run_id:
+        result["run_id"] = run_id
     return result
 
 
@@ -128,11 +136,26 @@ def _output_param(node: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def node_outcome(check: str, node: Mapping[str, Any] | None, workflow_done: bool) -> CheckOutcome:
+def never_started(node: Mapping[str, Any], nodes: Mapping[str, Any]) -> bool:
+    """A step the controller failed without creating its pod, because the Workflow was being shut
+    down when the DAG reached it (``workflow shutdown with strategy: Terminate`` on each attempt)."""
+    if node.get("type") == "Retry":
+        attempts = [nodes.get(c) for c in node.get("children") or []]
+        attempts = [a for a in attempts if isinstance(a, Mapping)]
+    else:
+        attempts = [node]
+    return all(_NOT_CREATED.match(str(a.get("message") or "")) for a in attempts)
+
+
+def node_outcome(
+    check: str, node: Mapping[str, Any] | None, workflow_done: bool, nodes: Mapping[str, Any] | None = None
+) -> CheckOutcome:
     if node is None:
         return CheckOutcome(check, "skipped", "not run") if workflow_done else CheckOutcome(check, "pending")
     phase = str(node.get("phase") or "Pending")
     message = " ".join(str(node.get("message") or "").split())
+    if phase in ("Failed", "Error") and never_started(node, nodes or {}):
+        return CheckOutcome(check, "skipped", f"not run: {message or 'workflow shut down'}")
     outputs = node.get("outputs") or {}
     parsed = parse_result(outputs.get("result"), check)
     reported = _output_param(node, STATUS_PARAM)
@@ -150,7 +173,7 @@ def node_outcome(check: str, node: Mapping[str, Any] | None, workflow_done: bool
     else:
         status = "pending" if not workflow_done else "skipped"
     summary = parsed.get("summary") or message
-    return CheckOutcome(check, status, summary, parsed.get("metrics", {}))
+    return CheckOutcome(check, status, summary, parsed.get("metrics", {}), run_id=parsed.get("run_id", ""))
 
 
 def workflow_state(workflow: Mapping[str, Any], dag: ValidationDag, handle: str) -> WorkflowState:
@@ -161,6 +184,6 @@ def workflow_state(workflow: Mapping[str, Any], dag: ValidationDag, handle: str)
         phase = "Pending"
     done = phase in TERMINAL_PHASES
     nodes = workflow_nodes(status)
-    outcomes = tuple(node_outcome(c, find_node(nodes, c), done) for c in selected_checks(workflow, dag))
+    outcomes = tuple(node_outcome(c, find_node(nodes, c), done, nodes) for c in selected_checks(workflow, dag))
     message = " ".join(str(status.get("message") or "").split())
     return WorkflowState(handle, phase, outcomes, message)

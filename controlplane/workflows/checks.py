@@ -20,7 +20,8 @@ def validators_check_runner(
     context: Any = None,
 ) -> CheckRunner:
     """A ``CheckRunner`` calling ``validators.runner.run_checks`` for a single check.
-    Bad input inside a check (InputError) propagates, as ``ctl validate`` exits 2 on it.
+    Bad input inside a check raises InputError (the local engine stops the run; ``ctl validate``
+    exits 2).
     ``context``: the application context to use (default: one from the environment per check)."""
 
     def run(request: ValidationRequest, check: str) -> CheckOutcome:
@@ -45,6 +46,7 @@ def validators_check_runner(
         if result.details.get("error") == "input":
             raise InputError(f"{check}: {result.findings[0] if result.findings else 'bad input'}")
         summary = "; ".join(" ".join(f.split()) for f in result.findings[:2])
-        return CheckOutcome(check, str(result.status), summary, numeric_metrics(result.metrics))
+        return CheckOutcome(check, str(result.status), summary, numeric_metrics(result.metrics),
+                            run_id=report.run_id or "")
 
     return run

@@ -1,9 +1,13 @@
 """``--engine local``: the validation DAG executed in-process.
 
-Checks run in threads as soon as the checks they depend on have passed (so the parallel
-branches of the DAG really run concurrently); after a failure no new check starts (Argo's
-``failFast``), and the checks left over are reported ``skipped``. Each check is one call of
-the injected check runner; in production that calls the validators' runner.
+Checks run in threads as soon as the checks they depend on have finished (so the parallel
+branches of the DAG really run concurrently). A failed check does not stop the run: every
+selected check runs, in the DAG's order, and reports its own verdict, as the Argo template does
+(``failFast: false``, dependencies on completion). Failing fast is the rollout gate's choice
+(it terminates the run at the first failure). Two things do stop the run early: bad input
+(``InputError`` from a check: a missing artifact, an absent device; no other check can judge
+the model either) and ``terminate``; the checks left over are reported ``skipped``. Each check
+is one call of the injected check runner; in production that calls the validators' runner.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
-from controlplane.errors import NotFoundError
+from controlplane.errors import InputError, NotFoundError
 from controlplane.ports import CheckOutcome, ValidationRequest, WorkflowState
 from controlplane.workflows.dag import ValidationDag
 from controlplane.workflows.params import normalize_request, workflow_name, workflow_parameters
-from controlplane.workflows.results import FAILING, PASSING, TERMINATED_MESSAGE, final_phase
+from controlplane.workflows.results import FAILING, FINISHED, PASSING, TERMINATED_MESSAGE, final_phase
 from controlplane.workflows.template import TEMPLATE_NAME, VALIDATION_DAG
 
 CheckRunner = Callable[[ValidationRequest, str], CheckOutcome]
@@ -124,9 +128,9 @@ class LocalEngine:
             running: dict[Future[CheckOutcome], str] = {}
             while True:
                 with run.lock:
-                    if not run.terminated and not any(o.status in FAILING for o in run.outcomes.values()):
+                    if not run.terminated and not any(o.input_error for o in run.outcomes.values()):
                         for name in order:
-                            ready = all(run.outcomes[d].status in PASSING for d in run.depends[name])
+                            ready = all(run.outcomes[d].status in FINISHED for d in run.depends[name])
                             if run.outcomes[name].status == "pending" and ready:
                                 run.outcomes[name] = CheckOutcome(name, "running")
                                 running[pool.submit(self._call, run.request, name)] = name
@@ -143,6 +147,8 @@ class LocalEngine:
     def _call(self, request: ValidationRequest, check: str) -> CheckOutcome:
         try:
             outcome = self.runner(request, check)
+        except InputError as exc:  # bad input, not a verdict on the model: the run stops
+            return CheckOutcome(check, "error", " ".join(str(exc).split()), input_error=True)
         except Exception as exc:  # a crashing check is an error outcome, never a pass
             text = " ".join((str(exc) or type(exc).__name__).split())
             return CheckOutcome(check, "error", f"{type(exc).__name__}: {text}")
@@ -157,12 +163,15 @@ class LocalEngine:
         with run.lock:
             if run.terminated:
                 return
-            failed = next((o for o in run.outcomes.values() if o.status in FAILING), None)
+            bad_input = next((o for o in run.outcomes.values() if o.input_error), None)
             for name, outcome in run.outcomes.items():
                 if outcome.status == "pending":
-                    reason = f"not run: {failed.check} {failed.status}" if failed else "not run"
+                    reason = f"not run: bad input ({bad_input.check})" if bad_input else "not run"
                     run.outcomes[name] = CheckOutcome(name, "skipped", reason)
             run.phase = final_phase(tuple(run.outcomes.values()))
-            if failed is not None:
-                run.message = f"{failed.check} {failed.status}" + (f": {failed.summary}" if failed.summary else "")
+            failing = [o for o in run.outcomes.values() if o.status in FAILING]
+            if failing:  # "first failed: its summary; second failed; ..."
+                first = failing[0]
+                run.message = f"{first.check} {first.status}" + (f": {first.summary}" if first.summary else "")
+                run.message += "".join(f"; {o.check} {o.status}" for o in failing[1:])
             run.done.set()

@@ -11,9 +11,10 @@ from controlplane.ports import CheckOutcome, WorkflowState
 # Workflow phases (Argo's): Pending | Running | Succeeded | Failed | Error
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 # Check statuses: passed | warning | failed | error (a check ran), pending | running (not yet),
-# skipped (will not run: a check it depends on failed, or the run was terminated).
+# skipped (will not run: the run was terminated or stopped on bad input, or not selected).
 PASSING = frozenset({"passed", "warning"})
 FAILING = frozenset({"failed", "error"})
+FINISHED = PASSING | FAILING | frozenset({"skipped"})  # a dependent may start after these
 CHECK_STATUSES = PASSING | FAILING | frozenset({"pending", "running", "skipped"})
 TERMINATED_MESSAGE = "terminated"
 
@@ -34,14 +35,23 @@ def numeric_metrics(data: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def state_to_dict(state: WorkflowState) -> dict[str, Any]:
-    """JSON-friendly view of a state (``ctl validate -o json`` with an engine)."""
+# The keys of ``ctl validate -o json``, whichever engine ran the checks.
+RESULT_KEYS = frozenset({"ref", "engine", "handle", "phase", "message", "checks"})
+CHECK_KEYS = frozenset({"check", "status", "summary", "metrics", "run_id"})
+
+
+def state_to_dict(state: WorkflowState, *, ref: str = "", engine: str = "") -> dict[str, Any]:
+    """JSON-friendly view of a state (``ctl validate -o json``): ``RESULT_KEYS``, and
+    ``CHECK_KEYS`` for each check."""
     return {
+        "ref": ref,
+        "engine": engine,
         "handle": state.handle,
         "phase": state.phase,
         "message": state.message,
         "checks": [
-            {"check": o.check, "status": o.status, "summary": o.summary, "metrics": dict(o.metrics)}
+            {"check": o.check, "status": o.status, "summary": o.summary, "metrics": dict(o.metrics),
+             "run_id": o.run_id}
             for o in state.checks
         ],
     }

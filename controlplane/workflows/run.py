@@ -23,8 +23,14 @@ def validate_with_engine(
 ) -> tuple[dict[str, Any], bool]:
     """``(result, passed)`` where result is ``state_to_dict`` of the final state (the same keys
     for both engines) and passed is True when the workflow Succeeded. Bad input (ref, checks,
-    device, engine settings) raises InputError before anything runs or is submitted."""
+    device, engine settings) raises InputError before anything runs or is submitted; bad input
+    a check found while running (the local engine stops there) is named by an extra
+    ``input_error`` key, for the caller to report."""
     request = request_from_ref(ref, checks, VALIDATION_DAG, baseline, device)
     runner = make_engine(engine, dag=VALIDATION_DAG, timeout_s=timeout_s, **engine_options)
     state = run_validation(runner, request, timeout_s)
-    return state_to_dict(state), state.phase == "Succeeded"
+    result = state_to_dict(state, ref=f"{request.model}:v{request.version}", engine=engine)
+    bad = next((o for o in state.checks if o.input_error), None)
+    if bad is not None:
+        result["input_error"] = f"{bad.check}: {bad.summary}" if not bad.summary.startswith(bad.check) else bad.summary
+    return result, state.phase == "Succeeded"

@@ -121,15 +121,23 @@ def build_workflow_template(
         ttl_strategy=TTLStrategy(seconds_after_completion=TTL_AFTER_COMPLETION_S),
     ) as template:
         steps = {node.name: _check_step(node, dag) for node in dag.nodes}
-        with DAG(name=ENTRYPOINT):
+        with DAG(name=ENTRYPOINT, fail_fast=False):
             for node in dag.nodes:
                 Task(
                     name=node.name,
                     template=steps[node.name],
-                    depends=" && ".join(node.depends) or None,
+                    depends=after(node.depends),
                     when=f"{_wf(run_param(node.name))} == true",
                 )
     return template
+
+
+def after(checks: tuple[str, ...]) -> str | None:
+    """An Argo ``depends`` expression that waits for ``checks`` to finish whatever their verdict
+    (passed, failed, errored or not selected): the order is the DAG's, and every selected check
+    runs and reports its own verdict (the DAG has ``failFast: false``)."""
+    finished = ("Succeeded", "Failed", "Errored", "Skipped")
+    return " && ".join("(" + " || ".join(f"{c}.{p}" for p in finished) + ")" for c in checks) or None
 
 
 def _check_step(node: CheckNode, dag: ValidationDag) -> Any:

@@ -114,8 +114,10 @@ def _run_step(kube: KubeClient, pod: dict[str, Any], workflow: str, status: str,
     """What argoexec and the kubelet would write for a finished step."""
     ns, check = pod["metadata"]["namespace"], _check_of(pod)
     node_id = pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]
-    result = json.dumps({"results": [{"check": check, "status": status, "metrics": {"score": 0.9},
-                                      "findings": [f"{check}: {status}"]}]})
+    result = json.dumps({"ref": "minilm:v2", "engine": "local", "handle": "local/x", "message": "",  # ctl validate -o json
+                         "phase": "Succeeded" if exit_code == 0 else "Failed",
+                         "checks": [{"check": check, "status": status, "metrics": {"score": 0.9},
+                                     "summary": f"{check}: {status}", "run_id": f"run-{check}"}]})
     kube.create_custom(GROUP, VERSION, "workflowtaskresults", ns, {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkflowTaskResult",
         "metadata": {"name": node_id, "labels": {"workflows.argoproj.io/workflow": workflow,
@@ -179,9 +181,14 @@ def test_real_controller_fails_the_run_on_a_failed_check_and_honours_terminate(
     wf = failing.split("/")[1]
     [pod] = _wait(lambda: [p for p in _pods(kube, controller, wf) if p["spec"].get("nodeName")], 90, "first pod")
     _run_step(kube, pod, wf, "failed", 1)
+    # the failed check's dependent still runs (depends on completion, failFast: false) and reports its verdict
+    [pod] = _wait(lambda: [p for p in _pods(kube, controller, wf) if p["spec"].get("nodeName")
+                           and _check_of(p) == "head-collapse"], 90, "the dependent's pod after a failure")
+    _run_step(kube, pod, wf, "passed", 0)
     state = engine.wait(failing, timeout=90)
     assert state.phase == "Failed"
-    assert [(o.check, o.status) for o in state.checks] == [("tokenizer-parity", "failed"), ("head-collapse", "skipped")]
+    assert [(o.check, o.status) for o in state.checks] == [("tokenizer-parity", "failed"), ("head-collapse", "passed")]
+    assert [o.run_id for o in state.checks] == ["run-tokenizer-parity", "run-head-collapse"]
 
     aborted = engine.submit(request_from_ref("minilm:v4", None, VALIDATION_DAG))
     wf = aborted.split("/")[1]
@@ -213,7 +220,7 @@ def _play(kube: KubeClient, namespace: str, workflow: str, statuses: dict[str, s
             _run_step(kube, pod, workflow, status, 0 if status in ("passed", "warning") else 1)
             done.add(pod["metadata"]["name"])
         if any(s not in ("passed", "warning") for s in statuses.values()):
-            return  # the DAG stops after a failed step
+            return  # the gate fails fast: it terminates the run after a failed step
 
 
 def test_rollout_validating_phase_runs_the_workflow_and_follows_its_verdict(
@@ -255,6 +262,10 @@ def test_rollout_validating_phase_runs_the_workflow_and_follows_its_verdict(
     assert failed["evidence"]["checks"]["tokenizer-parity"] == "failed"
     assert "StepStarted" not in [e["kind"] for e in cr["status"]["history"]]
     assert served_uri(kube.get_deployment(ns, "bad")) == "models:/minilm/2"  # as stable_objects made it
+    # the gate failed fast: head-collapse was still to run, and the Workflow was told to terminate
+    assert failed["evidence"]["checks"]["head-collapse"] in ("pending", "running"), failed["evidence"]
+    workflow = kube.get_custom(GROUP, VERSION, WORKFLOWS, ns, bad)
+    assert workflow["spec"].get("shutdown") == "Terminate", workflow["spec"]
 
     # aborted while validating -> the Workflow is told to terminate
     aborted = _wait(lambda: _workflow_of(kube, ns, "aborted"), 60, "the aborted rollout's workflow")

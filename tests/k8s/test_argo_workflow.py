@@ -19,6 +19,7 @@ from controlplane.adapters.kube import KubeClient
 from controlplane.errors import InputError
 from controlplane.ports import CheckOutcome
 from controlplane.workflows import VALIDATION_DAG, LocalEngine, request_from_ref, state_to_dict, validate_with_engine
+from controlplane.workflows.results import CHECK_KEYS, RESULT_KEYS
 from tests.cluster.harness import Cluster
 
 pytestmark = pytest.mark.k8s
@@ -80,8 +81,11 @@ def test_bad_input_is_refused_before_anything_is_created(
 
 
 def _result(check: str, status: str, metric: float) -> str:
-    return json.dumps({"ref": "minilm:v2", "status": status, "results": [
-        {"check": check, "status": status, "metrics": {"score": metric}, "findings": [f"{check} says {status}"]}]})
+    """What the step's `ctl validate NAME:vN --checks CHECK -o json` prints (its local engine's result)."""
+    phase = "Succeeded" if status in ("passed", "warning") else "Failed"
+    return json.dumps({"ref": "minilm:v2", "engine": "local", "handle": "local/validate-minilm-v2-0", "phase": phase,
+                       "message": "", "checks": [{"check": check, "status": status, "summary": f"{check} says {status}",
+                                                  "metrics": {"score": metric}, "run_id": f"run-{check}"}]})
 
 
 def _pod_node(wf: str, check: str, phase: str, status: str | None, exit_code: str, result: str | None) -> dict[str, Any]:
@@ -137,7 +141,7 @@ def test_statuses_written_like_the_workflow_controller_map_to_check_results(engi
     by = {o.check: o for o in state.checks}
     assert [o.check for o in state.checks] == list(VALIDATION_DAG.names)
     assert by["tokenizer-parity"] == CheckOutcome("tokenizer-parity", "passed", "tokenizer-parity says passed",
-                                                  {"score": 1.0})
+                                                  {"score": 1.0}, run_id="run-tokenizer-parity")
     assert by["quantization-accuracy"].status == "failed" and by["quantization-accuracy"].metrics == {"score": 0.71}
     assert by["head-collapse"].status == "warning"
     assert by["long-seq-memory"].status == "skipped"
@@ -164,7 +168,8 @@ def test_succeeded_workflow_has_the_same_result_shape_as_the_local_engine(engine
     argo = state_to_dict(engine.wait(handle, timeout=10))
 
     def runner(_: Any, check: str) -> CheckOutcome:
-        return CheckOutcome(check, "passed", f"{check} says passed", {"score": 1.0 if check == "tokenizer-parity" else 0.5})
+        return CheckOutcome(check, "passed", f"{check} says passed", {"score": 1.0 if check == "tokenizer-parity" else 0.5},
+                            run_id=f"run-{check}")
 
     local_engine = LocalEngine(runner)
     local = state_to_dict(local_engine.wait(local_engine.submit(request), timeout=10))
@@ -180,6 +185,23 @@ def test_abort_terminates_the_workflow(engine: ArgoEngine, kube: KubeClient) -> 
     engine.terminate(handle)
     workflow = kube.get_custom(GROUP, VERSION, WORKFLOWS, engine.namespace, wf)
     assert workflow["spec"]["shutdown"] == "Terminate"
+
+    # what the controller then writes: the running step's pod killed, and the steps the DAG reaches
+    # afterwards (their dependency finished) failed without a pod; those never ran: skipped, not error
+    nodes = _pod_node(wf, "tokenizer-parity", "Failed", None, "143", None)
+    nodes[f"{wf}-tokenizer-parity"]["message"] = "Stopped with strategy 'Terminate'"
+    nodes[f"{wf}-tokenizer-parity-0"]["message"] = "workflow shutdown with strategy:  Terminate"  # sic, 2 spaces
+    for check in ("quantization-accuracy", "head-collapse"):
+        never = _pod_node(wf, check, "Failed", None, "", None)
+        never[f"{wf}-{check}"]["message"] = "Stopped with strategy 'Terminate'"
+        never[f"{wf}-{check}-0"].update(message="workflow shutdown with strategy: Terminate", hostNodeName=None)
+        nodes.update(never)
+    _write_status(kube, handle, "Failed", nodes, "Stopped with strategy 'Terminate'")
+    state = engine.poll(handle)
+    assert [(o.check, o.status) for o in state.checks] == [
+        ("tokenizer-parity", "error"), ("quantization-accuracy", "skipped"), ("head-collapse", "skipped"),
+        ("long-seq-memory", "skipped")]
+    assert state.checks[1].summary.startswith("not run")
 
 
 def test_wait_past_the_deadline_terminates_and_fails(engine: ArgoEngine, kube: KubeClient) -> None:
@@ -215,12 +237,11 @@ def test_ctl_validate_engines_print_the_same_shape(engine: ArgoEngine, k8s_clust
                 engine.namespace, "--timeout", "1", "-o", "json", env=env)
     assert argo.returncode == 1, argo.stderr
     assert len(argo.stderr.strip().splitlines()) == 1 and "timed out" in argo.stderr
+    a = json.loads(argo.stdout)  # the local engine's CLI output has these keys too (tests/validators/test_validate_cli.py)
+    assert set(a) == RESULT_KEYS and [set(c) for c in a["checks"]] == [CHECK_KEYS]
+    assert a["phase"] == "Failed" and a["engine"] == "argo" and a["ref"] == "minilm:v7"
     env.pop("MLFLOW_TRACKING_URI")  # local: the project's own store under CONTROLPLANE_HOME (no such model there)
-    local = _ctl("validate", "minilm:v7", "--checks", "tokenizer-parity", "--engine", "local", "-o", "json", env=env)
-    assert local.returncode == 1, local.stderr
-    a, b = json.loads(argo.stdout), json.loads(local.stdout)
-    assert set(a) == set(b) == {"handle", "phase", "message", "checks"}
-    assert [set(c) for c in a["checks"]] == [set(c) for c in b["checks"]] == [{"check", "status", "summary", "metrics"}]
-    assert a["phase"] == b["phase"] == "Failed"
+    local = _ctl("validate", "minilm:v7", "--checks", "tokenizer-parity", "-o", "json", env=env)
+    assert local.returncode == 2 and "not found" in local.stderr and len(local.stderr.strip().splitlines()) == 1
     bad = _ctl("validate", "minilm:v7", "--checks", "nope", "--engine", "argo", "--namespace", engine.namespace, env=env)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

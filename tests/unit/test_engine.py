@@ -88,12 +88,12 @@ CASES = [
         actions=(RecordEvent, SetWeight, RecordEvent),
     ),
     Case(
-        "validation failed fails without traffic",
+        "validation failed fails without traffic and stops the checks still running",
         RolloutStatus(phase=Phase.VALIDATING),
         Observations(validation=ValidationState.FAILED, validation_evidence={"failure_mode": "head-collapse"}),
         phase=Phase.FAILED,
         weight=0,
-        actions=(OpenIncident, RecordEvent),
+        actions=(TerminateValidation, OpenIncident, RecordEvent),
         requeue=None,
     ),
     Case(

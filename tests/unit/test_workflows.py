@@ -20,6 +20,7 @@ from controlplane.workflows import (
     state_to_dict,
     validate_with_engine,
 )
+from controlplane.workflows.results import CHECK_KEYS, RESULT_KEYS
 from controlplane.workflows.template import render_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,12 +37,14 @@ def test_template_dag_order_gpu_step_and_status_outputs() -> None:
     assert doc["kind"] == "WorkflowTemplate"
     templates = {t["name"]: t for t in doc["spec"]["templates"]}
     dag = {t["name"]: t.get("depends") for t in templates[doc["spec"]["entrypoint"]]["dag"]["tasks"]}
-    assert dag == {
+    done = "({0}.Succeeded || {0}.Failed || {0}.Errored || {0}.Skipped)".format
+    assert dag == {  # each waits for its dependencies to finish, whatever their verdict
         "tokenizer-parity": None,
-        "quantization-accuracy": "tokenizer-parity",
-        "head-collapse": "tokenizer-parity",
-        "long-seq-memory": "quantization-accuracy && head-collapse",
+        "quantization-accuracy": done("tokenizer-parity"),
+        "head-collapse": done("tokenizer-parity"),
+        "long-seq-memory": f"{done('quantization-accuracy')} && {done('head-collapse')}",
     }
+    assert templates[doc["spec"]["entrypoint"]]["dag"]["failFast"] is False
     for check in ALL:
         step = templates[check]
         assert [p["name"] for p in step["outputs"]["parameters"]] == ["status"]
@@ -91,24 +94,46 @@ def test_local_engine_honours_dependencies_and_runs_branches_concurrently() -> N
     assert engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG)) == handle  # idempotent
 
 
-def test_local_engine_failure_stops_the_dag_and_skips_dependents() -> None:
+def test_local_engine_runs_every_check_after_a_failure_in_the_dag_order() -> None:
+    """A failed check is a verdict, not a reason to stop: the dependents still run (after it)
+    and report their own verdicts, as the template's failFast: false does in Argo."""
     log: list[tuple[str, str, float]] = []
-    engine = LocalEngine(_recording_runner(log, fail="quantization-accuracy", delay=0.05))
+    engine = LocalEngine(_recording_runner(log, fail="tokenizer-parity", delay=0.05))
     state = engine.wait(engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG)), timeout=30)
     assert state.phase == "Failed"
-    by = {o.check: o.status for o in state.checks}
-    assert by["quantization-accuracy"] == "failed" and by["long-seq-memory"] == "skipped"
-    assert ("start", "long-seq-memory") not in _times(log)
+    assert [(o.check, o.status) for o in state.checks] == [
+        ("tokenizer-parity", "failed"), ("quantization-accuracy", "passed"), ("head-collapse", "passed"),
+        ("long-seq-memory", "passed")]
+    t = _times(log)
+    assert t["end", "tokenizer-parity"] <= min(t["start", "quantization-accuracy"], t["start", "head-collapse"])
+    assert state.message.startswith("tokenizer-parity failed")
+
+
+def test_local_engine_stops_on_bad_input() -> None:
+    """Bad input (a missing artifact, an absent device) is not a verdict: nothing more runs."""
+    log: list[tuple[str, str, float]] = []
+
+    def runner(request: ValidationRequest, check: str) -> CheckOutcome:
+        log.append(("start", check, time.monotonic()))
+        raise InputError(f"{check}: the model's tokenizer.json is missing")
+
+    engine = LocalEngine(runner)
+    state = engine.wait(engine.submit(request_from_ref("minilm:v2", None, VALIDATION_DAG)), timeout=30)
+    assert state.phase == "Failed"
+    first, *rest = state.checks
+    assert (first.status, first.input_error) == ("error", True) and "tokenizer.json" in first.summary
+    assert {o.status for o in rest} == {"skipped"} and all("bad input" in o.summary for o in rest)
+    assert [c for _, c, _ in log] == ["tokenizer-parity"]
 
 
 def test_local_engine_selected_checks_and_result_shape() -> None:
     engine = LocalEngine(_recording_runner([], delay=0.01))
     request = request_from_ref("minilm:v2", "long-seq-memory,tokenizer-parity", VALIDATION_DAG)
     state = engine.wait(engine.submit(request), timeout=30)
-    data = state_to_dict(state)
-    assert set(data) == {"handle", "phase", "message", "checks"}
+    data = state_to_dict(state, ref="minilm:v2", engine="local")
+    assert set(data) == RESULT_KEYS
     assert [c["check"] for c in data["checks"]] == ["tokenizer-parity", "long-seq-memory"]
-    assert set(data["checks"][0]) == {"check", "status", "summary", "metrics"}
+    assert set(data["checks"][0]) == CHECK_KEYS
 
 
 def test_local_engine_timeout_terminates() -> None:

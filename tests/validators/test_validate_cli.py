@@ -14,6 +14,7 @@ import pytest
 from controlplane.app.gate import local_gate
 from controlplane.engine import RolloutSpec
 from controlplane.engine.types import ValidationState
+from controlplane.workflows.results import CHECK_KEYS, RESULT_KEYS
 
 from .conftest import Registered, ctl
 
@@ -36,22 +37,31 @@ def _bad_input(proc, *fragments: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def _statuses(data: dict) -> dict[str, str]:
-    return {r["check"]: r["status"] for r in data["results"]}
+    return {c["check"]: c["status"] for c in data["checks"]}
+
+
+def _run_of(data: dict, check: str) -> str:
+    return next(c["run_id"] for c in data["checks"] if c["check"] == check)
 
 
 def test_healthy_passes_and_is_recorded(registry: Registered) -> None:
+    """The default engine is the local one: the DAG in-process, one MLflow run and one store row per
+    check (as each Argo step records), and the result shape both engines print."""
     ref = registry.ref("healthy")
     proc = ctl(registry, "validate", ref, "--checks", MINE, "--device", "cpu", "-o", "json")
     assert proc.returncode == 0, proc.stderr
     data = _json(proc)
-    assert data["status"] == "passed" and _statuses(data) == {"tokenizer-parity": "passed", "head-collapse": "passed"}
+    assert set(data) == RESULT_KEYS and all(set(c) == CHECK_KEYS for c in data["checks"])
+    assert data["engine"] == "local" and data["handle"].startswith("local/") and data["ref"] == ref
+    assert data["phase"] == "Succeeded" and _statuses(data) == {"tokenizer-parity": "passed", "head-collapse": "passed"}
     name, version = ref.split(":v")
     mv = registry.ctx.registry.get_version(name, int(version))
     assert mv.tags["validation.status"] == "passed"
     assert mv.tags["validation.head-collapse"] == "passed"
-    assert mv.tags["validation.run_id"] == data["run_id"]
+    runs = {c["check"]: c["run_id"] for c in data["checks"]}
+    assert len(set(runs.values())) == 2 and mv.tags["validation.run_id"] in runs.values()
     rows = registry.ctx.store.list_validations(name, int(version))
-    assert {r.check for r in rows if r.run_id == data["run_id"]} == {"tokenizer-parity", "head-collapse"}
+    assert {(r.check, r.run_id) for r in rows} >= set(runs.items())
 
 
 def test_collapsed_fails_with_heatmaps_in_mlflow(registry: Registered) -> None:
@@ -65,12 +75,13 @@ def test_collapsed_fails_with_heatmaps_in_mlflow(registry: Registered) -> None:
     from mlflow import MlflowClient  # the test reads MLflow directly to see what a user would see
 
     client = MlflowClient(tracking_uri=f"sqlite:///{registry.home / 'mlflow.db'}")
-    run = client.get_run(data["run_id"])
+    run_id = _run_of(data, "head-collapse")
+    run = client.get_run(run_id)
     assert run.data.metrics["head-collapse.layer3.mean_similarity"] > 0.999
     assert run.data.params["baseline"] == registry.ref("healthy")
-    logged = {a.path for a in client.list_artifacts(data["run_id"], "head-collapse")}
+    logged = {a.path for a in client.list_artifacts(run_id, "head-collapse")}
     assert {f"head-collapse/head-collapse-layer{i}.png" for i in range(6)} <= logged
-    assert "validation-report.json" in {a.path for a in client.list_artifacts(data["run_id"])}
+    assert "validation-report.json" in {a.path for a in client.list_artifacts(run_id)}
 
 
 def test_normalizer_fails_against_the_production_alias(registry: Registered) -> None:
@@ -90,8 +101,8 @@ def test_reference_tokenizer_and_short_positions(registry: Registered, tmp_path:
     assert ok.returncode == 0, ok.stderr
     short = ctl(registry, "validate", registry.ref("short-positions"), "--checks", "tokenizer-parity", "-o", "json")
     assert short.returncode == 1
-    findings = _json(short)["results"][0]["findings"]
-    assert any("64 position embeddings" in f for f in findings)
+    [result] = _json(short)["checks"]
+    assert "64 position embeddings" in result["summary"], result
 
 
 def _gate_verdict(gate, timeout: float = 600.0):  # type: ignore[no-untyped-def]
@@ -141,8 +152,8 @@ def test_bad_refs_checks_and_devices(registry: Registered) -> None:
     ref = registry.ref("healthy")
     _bad_input(ctl(registry, "validate", "minilm"), "invalid model reference")
     _bad_input(ctl(registry, "validate", "minilm:v999", "--checks", "tokenizer-parity"), "not found")
-    _bad_input(ctl(registry, "validate", ref, "--checks", "tokenizer-parity,vibes"), "unknown check 'vibes'")
-    _bad_input(ctl(registry, "validate", ref, "--device", "tpu"), "unknown device")
+    _bad_input(ctl(registry, "validate", ref, "--checks", "tokenizer-parity,vibes"), "unknown check(s) 'vibes'")
+    _bad_input(ctl(registry, "validate", ref, "--device", "tpu"), "invalid device 'tpu'")
     settings = registry.home / "bad-settings.yaml"
     settings.write_text("head_colapse:\n  identical_cosine: 0.9\n")
     _bad_input(ctl(registry, "validate", ref, "--settings", str(settings)), "unknown settings section 'head_colapse'")
