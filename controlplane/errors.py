@@ -46,6 +46,10 @@ class CheckFailed(ControlPlaneError):
     exit_code = EXIT_FAILED
 
 
+class TimedOut(CheckFailed):
+    """Something waited for did not happen within the time allowed."""
+
+
 class ExternalError(ControlPlaneError):
     """A system at the edge (registry, database, cluster, Prometheus) failed."""
 

@@ -18,7 +18,7 @@ from controlplane.adapters.routers import DEFAULT_ROUTER, check_router
 from controlplane.app import kube_rollout as cr_
 from controlplane.engine.checks import spec_problems
 from controlplane.engine.types import TERMINAL_PHASES, RolloutSpec
-from controlplane.errors import ConflictError, InputError, NotFoundError
+from controlplane.errors import ConflictError, InputError, NotFoundError, TimedOut
 from controlplane.refs import parse_versioned_ref
 
 ROUTE_OPTION = {"gateway-api": "httpRoute", "istio": "virtualService", "kserve": "inferenceService"}
@@ -134,15 +134,16 @@ def wait(
     model: str,
     version: int,
     *,
-    timeout_s: float = 3600.0,
+    timeout_s: float | None = None,
     on_change: Callable[[dict[str, Any]], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Poll the rollout until the controller reports an end for ``version``; its status."""
+    """Poll the rollout until the controller reports an end for ``version``; its status.
+    ``TimedOut`` after ``timeout_s`` seconds (None: no limit)."""
     name = rollout_name(model)
-    deadline = time.monotonic() + timeout_s
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
+    while deadline is None or time.monotonic() < deadline:
         status = dict(client.get_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name).get("status") or {})
         if status != last and on_change is not None:
             on_change(status)
@@ -150,4 +151,4 @@ def wait(
         if status.get("version") == version and status.get("phase") in TERMINAL:
             return status
         sleep(1.0)
-    raise InputError(f"rollout {namespace}/{name} did not finish within {timeout_s:.0f}s")
+    raise TimedOut(f"rollout {namespace}/{name} did not finish within {timeout_s:g}s")

@@ -6,6 +6,7 @@ State lives in the store, so a killed run resumes where it stopped (`ctl promote
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from controlplane.app.executor import Edges
 from controlplane.app.gate import local_gate
 from controlplane.app.incident_sink import StoreIncidentSink
 from controlplane.app.reconcile import Analyzer, Outcome, reconcile_once
+from controlplane.app.rollouts import request
 from controlplane.app.runner_lease import hold
 from controlplane.app.slo_analyzer import SloAnalyzer, latency_threshold, load_rollout_slo
 from controlplane.engine import RolloutSpec, RolloutStatus
+from controlplane.errors import NotFoundError
 from controlplane.local.corpus import default_corpus
 from controlplane.local.target import LocalTarget
 from controlplane.ports import RolloutRecord, RouteTarget
@@ -33,6 +36,11 @@ class LocalRunOptions:
     metrics_port: int | None = None
     corpus: list[str] | None = None
     device: str = "cpu"
+    timeout_s: float | None = None  # abort the rollout when it has not ended after this long
+
+
+def timeout_reason(timeout_s: float) -> str:
+    return f"not finished within the --timeout of {timeout_s:g}s"
 
 
 def route_target(record: RolloutRecord) -> RouteTarget:
@@ -90,8 +98,12 @@ def _drive(
     analyzer: Analyzer = SloAnalyzer(local.provider, slo)
     _restore(local, record, edges)
     local.start(target)
+    deadline = None if options.timeout_s is None else ctx.now() + options.timeout_s
     try:
         while True:
+            if deadline is not None and ctx.now() >= deadline and options.timeout_s is not None:
+                deadline = None  # once: the abort intent is recorded, the loop carries it out
+                _abort(ctx, spec.model, timeout_reason(options.timeout_s))
             outcome = reconcile_once(rollout_id, edges, analyzer, ctx.now())
             record = ctx.store.get_rollout(rollout_id)
             if on_change is not None and outcome.wrote:
@@ -101,6 +113,11 @@ def _drive(
             sleep(min(outcome.decision.requeue_after, 1.0))
     finally:
         local.stop()
+
+
+def _abort(ctx: Context, model: str, reason: str) -> None:
+    with contextlib.suppress(NotFoundError):  # it ended meanwhile
+        request(ctx, model, "abort", reason=reason)
 
 
 def _restore(local: LocalTarget, record: RolloutRecord, edges: Edges) -> None:

@@ -48,15 +48,18 @@ def find_rollout(ctx: Context, model: str, active_only: bool = False) -> Rollout
     raise NotFoundError(f"model {model!r} has no {'active ' if active_only else ''}rollout")
 
 
-def request(ctx: Context, model: str, intent: str, attempts: int = 5) -> RolloutRecord:
-    """Record a user intent on the active rollout; the reconcile loop acts on it."""
+def request(ctx: Context, model: str, intent: str, attempts: int = 5, reason: str | None = None) -> RolloutRecord:
+    """Record a user intent on the active rollout (``reason``: why, when not the user's own
+    command); the reconcile loop acts on it."""
     if intent not in INTENTS:
         raise InputError(f"unknown intent {intent!r}")
     for _ in range(attempts):
         record = find_rollout(ctx, model, active_only=True)
         spec = RolloutSpec.from_dict(record.spec)
         spec = _apply_intent(spec, intent)
-        event = (f"{intent.capitalize()}Requested", f"{intent} requested by user", {"intent": intent})
+        evidence = {"intent": intent, **({"reason": reason} if reason else {})}
+        event = (f"{intent.capitalize()}Requested", f"{intent} requested: {reason}" if reason else
+                 f"{intent} requested by user", evidence)
         try:
             return ctx.store.save_rollout(record.id, record.revision, spec.to_dict(), record.status, [event], ctx.now())
         except ConflictError:

@@ -12,7 +12,9 @@ from typing import Any
 import typer
 
 from controlplane.cli.common import OutputFormat, console, emit
-from controlplane.errors import EXIT_FAILED
+from controlplane.errors import EXIT_FAILED, TimedOut
+
+ABORT_WAIT_S = 120.0  # after --timeout: how long to wait for the controller to finish the abort
 
 
 def _namespace() -> str:
@@ -21,7 +23,7 @@ def _namespace() -> str:
 
 def promote_kubernetes(
     ref: str, steps: str, step_duration: str, router: str | None, skip_validation: bool, alias: str, wait: bool,
-    output: OutputFormat,
+    output: OutputFormat, timeout_s: float | None = None,
 ) -> None:
     from controlplane.adapters.kube import KubeClient
     from controlplane.app import kube_commands
@@ -48,7 +50,13 @@ def promote_kubernetes(
             console.print(f"{status.get('phase')}: {status.get('weight', 0)}% {status.get('message', '')}")
 
     assert parsed.version is not None
-    final = kube_commands.wait(client, namespace, parsed.name, parsed.version, on_change=show)
+    try:
+        final = kube_commands.wait(client, namespace, parsed.name, parsed.version, timeout_s=timeout_s, on_change=show)
+    except TimedOut:  # CI's limit: abort (the controller returns all traffic to stable), then report
+        kube_commands.intent(client, namespace, parsed.name, "abort")
+        final = kube_commands.wait(client, namespace, parsed.name, parsed.version, timeout_s=ABORT_WAIT_S)
+        raise TimedOut(f"rollout {namespace}/{name} not finished within the --timeout of {timeout_s:g}s: "
+                       f"{final.get('phase')}, all traffic back to stable") from None
     emit(output, {"rollout": f"{namespace}/{name}", "ref": ref, **final},
          lambda: console.print(f"rollout {namespace}/{name} {final.get('phase')}: {final.get('message')}"))
     if final.get("phase") != "Promoted":

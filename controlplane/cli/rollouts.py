@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from controlplane.cli.common import OutputFormat, OutputOpt, console, emit, fail, handle_errors, print_table
-from controlplane.errors import EXIT_FAILED, InputError
+from controlplane.errors import EXIT_FAILED, InputError, TimedOut
 
 TARGETS = ("local", "kubernetes")
 
@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         analysis_interval: str = typer.Option("5s", "--analysis-interval", help="How often each step is judged."),
         slo: Path = typer.Option(None, "--slo", help="SLO file (YAML); the default SLO when omitted."),
         wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the rollout until it ends."),
+        timeout: str = typer.Option(None, "--timeout", help="Abort the rollout (all traffic back to stable) and "
+                                    "exit 1 when it has not ended after this long, e.g. 45m (CI). Default: no limit."),
         skip_validation: bool = typer.Option(False, "--skip-validation", help="Skip the gates (recorded, loudly)."),
         checks: str = typer.Option(None, "--checks", help="Validation gates to run (default: all)."),
         alias: str = typer.Option("production", "--alias", help="Registry alias moved on promotion."),
@@ -43,10 +45,11 @@ def register(app: typer.Typer) -> None:
 
         if target not in TARGETS:
             raise InputError(f"unknown --target {target!r}: use local or kubernetes")
+        timeout_s = parse_duration(timeout, "--timeout") if timeout is not None else None
         if target == "kubernetes":
             from controlplane.cli.kube_promote import promote_kubernetes
 
-            promote_kubernetes(ref, steps, step_duration, router, skip_validation, alias, wait, output)
+            promote_kubernetes(ref, steps, step_duration, router, skip_validation, alias, wait, output, timeout_s)
             return
         if router not in (None, "local"):
             raise InputError("--router applies to --target kubernetes; the local target routes in-process")
@@ -67,19 +70,20 @@ def register(app: typer.Typer) -> None:
             alias=alias,
         )
         if not wait:
-            _spawn_runner(ctx.settings.home, record.id, rate, metrics_port)
+            _spawn_runner(ctx.settings.home, record.id, rate, metrics_port, timeout_s)
             emit(output, {"id": record.id, "ref": ref, "phase": "Pending"}, lambda: print(f"rollout #{record.id} started"))
             return
-        _follow(record.id, rate, metrics_port, output)
+        _follow(record.id, rate, metrics_port, output, timeout_s)
 
     @app.command("rollout-runner", hidden=True)
     @handle_errors
-    def runner_cmd(rollout_id: int, rate: float = 40.0, metrics_port: int = typer.Option(None)) -> None:
+    def runner_cmd(rollout_id: int, rate: float = 40.0, metrics_port: int = typer.Option(None),
+                   timeout: float = typer.Option(None)) -> None:
         """Run a local rollout in the background (used by `promote --no-wait`)."""
         from controlplane.app.context import open_context
         from controlplane.app.local_run import LocalRunOptions, run_local
 
-        run_local(open_context(), rollout_id, LocalRunOptions(rate=rate, metrics_port=metrics_port))
+        run_local(open_context(), rollout_id, LocalRunOptions(rate=rate, metrics_port=metrics_port, timeout_s=timeout))
 
     @app.command("status")
     @handle_errors
@@ -154,11 +158,12 @@ def _intent_command(app: typer.Typer, intent: str, doc: str) -> None:
         )
 
 
-def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: OutputFormat) -> None:
+def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: OutputFormat,
+            timeout_s: float | None = None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn
 
     from controlplane.app.context import open_context
-    from controlplane.app.local_run import LocalRunOptions, run_local
+    from controlplane.app.local_run import LocalRunOptions, run_local, timeout_reason
     from controlplane.app.rollouts import describe
 
     ctx = open_context()
@@ -171,19 +176,27 @@ def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: Outp
             status = record.status
             progress.update(task, completed=status.get("weight", 0), description=f"{status['phase']}: {status['message']}")
 
-        final = run_local(ctx, rollout_id, LocalRunOptions(rate=rate, metrics_port=metrics_port), on_change)
+        options = LocalRunOptions(rate=rate, metrics_port=metrics_port, timeout_s=timeout_s)
+        final = run_local(ctx, rollout_id, options, on_change)
     data = describe(ctx, final)
     emit(output, data, lambda: console.print(f"rollout #{final.id} {data['phase']}: {data['message']}"))
+    timed_out = timeout_s is not None and any(
+        e.kind == "AbortRequested" and e.evidence.get("reason") == timeout_reason(timeout_s)
+        for e in ctx.store.list_events(final.id))
+    if timed_out:
+        raise TimedOut(f"rollout #{final.id} {timeout_reason(timeout_s)}: {data['phase']}, all traffic back to stable")
     if data["phase"] != "Promoted":
         raise typer.Exit(EXIT_FAILED)
 
 
-def _spawn_runner(home: Path, rollout_id: int, rate: float, metrics_port: int | None) -> None:
+def _spawn_runner(home: Path, rollout_id: int, rate: float, metrics_port: int | None, timeout_s: float | None) -> None:
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "controlplane.cli.main", "rollout-runner", str(rollout_id), "--rate", str(rate)]
     if metrics_port:
         cmd += ["--metrics-port", str(metrics_port)]
+    if timeout_s is not None:
+        cmd += ["--timeout", str(timeout_s)]
     with open(logs / f"rollout-{rollout_id}.log", "ab") as log:
         subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
 

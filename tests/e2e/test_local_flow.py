@@ -153,6 +153,7 @@ def test_second_promote_while_active_is_refused_and_writes_nothing(ctl: Ctl, sto
         (["promote", "minilm:v42", "--skip-validation"], "v42"),
         (["promote", "minilm:v1", "--steps", "50,25"], "steps"),
         (["promote", "minilm:v1", "--target", "moon"], "target"),
+        (["promote", "minilm:v1", "--skip-validation", "--timeout", "soon"], "--timeout"),
         (["history", "unknown-model"], "unknown-model"),
     ],
 )
@@ -192,3 +193,16 @@ def test_promote_runs_the_gate_and_refuses_a_failing_version_before_any_traffic(
     assert ctl.json("models", "show", "minilm@production")["ref"] == "minilm:v2"
     tags = ctl.json("models", "show", "minilm:v3")["tags"]
     assert tags["validation.status"] == "failed"
+
+
+def test_promote_timeout_aborts_to_stable_and_exits_1(ctl: Ctl, story: dict) -> None:
+    """CI's limit: a rollout that has not ended after --timeout is aborted (all traffic back to
+    stable, the reason in the audit log) and the command exits 1 with one line."""
+    proc = ctl("promote", "minilm:v1", "--skip-validation", "--steps", "5,100", "--step-duration", "10m",
+               "--timeout", "5s")
+    assert_one_line_error(proc, 1, "not finished within the --timeout of 5s")
+    latest = max(ctl.json("history", "minilm"), key=lambda r: r["id"])
+    assert latest["ref"] == "minilm:v1" and latest["phase"] == "Aborted" and latest["weight"] == 0
+    asked = [e for e in latest["events"] if e["kind"] == "AbortRequested"]
+    assert asked and asked[-1]["evidence"]["reason"] == "not finished within the --timeout of 5s", asked
+    assert ctl.json("models", "show", "minilm@production")["ref"] == "minilm:v2"

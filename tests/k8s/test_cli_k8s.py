@@ -52,6 +52,13 @@ def test_ctl_promote_and_rollback_on_kubernetes(
     assert cr["status"]["version"] == 4 and cr["status"]["weight"] == 0
     assert served_uri(kube.get_deployment(ns, "minilm")) == "models:/minilm/3"
     assert kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"] == 0
+    late = ctl(cfg, ns, "promote", "minilm:v7", "--target", "kubernetes", "--steps", "50,100",
+               "--step-duration", "10m", "--skip-validation", "--timeout", "3s")
+    assert late.returncode == 1 and "not finished within the --timeout of 3s" in late.stderr, late.stderr
+    assert len(late.stderr.strip().splitlines()) == 1, late.stderr
+    cr = get_rollout(kube, ns)
+    assert (cr["status"]["version"], cr["status"]["phase"], cr["status"]["weight"]) == (7, "Aborted", 0)
+    assert served_uri(kube.get_deployment(ns, "minilm")) == "models:/minilm/3"
     bad = ctl(cfg, ns, "promote", "minilm:v6", "--target", "kubernetes", "--router", "nginx", "--no-wait")
     assert bad.returncode == 2 and "unknown traffic router 'nginx'" in bad.stderr
     missing = ctl(cfg, ns, "status", "nothing-here", "--target", "kubernetes")
