@@ -159,6 +159,7 @@ class CheckOutcome:
     summary: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
     run_id: str = ""  # the MLflow run the check logged, when it ran
+    seconds: float | None = None  # how long the check (the Argo step) took, once it ended
     input_error: bool = False  # an error caused by bad input (missing artifact, absent device), not by the model
 
 

@@ -51,9 +51,9 @@ def run_engine(
         raise InputError(bad_input)
 
     def render() -> None:
-        rows = [[c["check"], c["status"], c["summary"], c["run_id"][:12]] for c in data["checks"]]
+        rows = [[c["check"], c["status"], c["summary"], _seconds(c["seconds"]), c["run_id"][:12]] for c in data["checks"]]
         title = f"{data['ref']} on {engine} ({data['handle']}): {data['phase']}"
-        print_table(title, ["check", "status", "summary", "MLflow run"], rows)
+        print_table(title, ["check", "status", "summary", "s", "MLflow run"], rows)
 
     emit(output, data, render)
     if not passed:
@@ -62,3 +62,7 @@ def run_engine(
         why = ", ".join(failing) if failing and not timed_out else (data["message"] or data["phase"])
         where = f" (workflow {data['handle']})" if engine == "argo" else ""
         raise CheckFailed(f"{data['ref']} did not pass validation: {why}{where}")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"

@@ -16,6 +16,7 @@ import gzip
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from controlplane.ports import CheckOutcome, WorkflowState
@@ -173,7 +174,18 @@ def node_outcome(
     else:
         status = "pending" if not workflow_done else "skipped"
     summary = parsed.get("summary") or message
-    return CheckOutcome(check, status, summary, parsed.get("metrics", {}), run_id=parsed.get("run_id", ""))
+    return CheckOutcome(check, status, summary, parsed.get("metrics", {}), run_id=parsed.get("run_id", ""),
+                        seconds=node_seconds(node) if status not in ("pending", "running") else None)
+
+
+def node_seconds(node: Mapping[str, Any]) -> float | None:
+    """``finishedAt - startedAt`` of a node (RFC 3339, as the controller writes them), or None."""
+    try:
+        started = datetime.fromisoformat(str(node["startedAt"]).replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(str(node["finishedAt"]).replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, (finished - started).total_seconds())
 
 
 def workflow_state(workflow: Mapping[str, Any], dag: ValidationDag, handle: str) -> WorkflowState:

@@ -13,6 +13,7 @@ is one call of the injected check runner; in production that calls the validator
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -145,6 +146,11 @@ class LocalEngine:
         self._finish(run)
 
     def _call(self, request: ValidationRequest, check: str) -> CheckOutcome:
+        start = time.monotonic()
+        outcome = self._outcome(request, check)
+        return replace(outcome, seconds=round(time.monotonic() - start, 3))
+
+    def _outcome(self, request: ValidationRequest, check: str) -> CheckOutcome:
         try:
             outcome = self.runner(request, check)
         except InputError as exc:  # bad input, not a verdict on the model: the run stops

@@ -37,7 +37,7 @@ def numeric_metrics(data: Any) -> dict[str, float]:
 
 # The keys of ``ctl validate -o json``, whichever engine ran the checks.
 RESULT_KEYS = frozenset({"ref", "engine", "handle", "phase", "message", "checks"})
-CHECK_KEYS = frozenset({"check", "status", "summary", "metrics", "run_id"})
+CHECK_KEYS = frozenset({"check", "status", "summary", "metrics", "run_id", "seconds"})
 
 
 def state_to_dict(state: WorkflowState, *, ref: str = "", engine: str = "") -> dict[str, Any]:
@@ -51,7 +51,7 @@ def state_to_dict(state: WorkflowState, *, ref: str = "", engine: str = "") -> d
         "message": state.message,
         "checks": [
             {"check": o.check, "status": o.status, "summary": o.summary, "metrics": dict(o.metrics),
-             "run_id": o.run_id}
+             "run_id": o.run_id, "seconds": o.seconds}
             for o in state.checks
         ],
     }

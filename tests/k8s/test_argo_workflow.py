@@ -141,7 +141,7 @@ def test_statuses_written_like_the_workflow_controller_map_to_check_results(engi
     by = {o.check: o for o in state.checks}
     assert [o.check for o in state.checks] == list(VALIDATION_DAG.names)
     assert by["tokenizer-parity"] == CheckOutcome("tokenizer-parity", "passed", "tokenizer-parity says passed",
-                                                  {"score": 1.0}, run_id="run-tokenizer-parity")
+                                                  {"score": 1.0}, run_id="run-tokenizer-parity", seconds=60.0)
     assert by["quantization-accuracy"].status == "failed" and by["quantization-accuracy"].metrics == {"score": 0.71}
     assert by["head-collapse"].status == "warning"
     assert by["long-seq-memory"].status == "skipped"
@@ -155,7 +155,7 @@ def test_error_phase_and_lost_pod_map_to_error(engine: ArgoEngine, kube: KubeCli
     _write_status(kube, handle, "Error", nodes, "pod deleted")
     state = engine.poll(handle)
     assert state.phase == "Error"
-    assert state.checks == (CheckOutcome("tokenizer-parity", "error", "pod deleted"),)
+    assert state.checks == (CheckOutcome("tokenizer-parity", "error", "pod deleted", seconds=60.0),)
 
 
 def test_succeeded_workflow_has_the_same_result_shape_as_the_local_engine(engine: ArgoEngine, kube: KubeClient) -> None:
@@ -174,6 +174,8 @@ def test_succeeded_workflow_has_the_same_result_shape_as_the_local_engine(engine
     local_engine = LocalEngine(runner)
     local = state_to_dict(local_engine.wait(local_engine.submit(request), timeout=10))
     assert argo["phase"] == local["phase"] == "Succeeded"
+    assert [c.pop("seconds") for c in argo["checks"]] == [60.0, 60.0]  # the nodes' finishedAt - startedAt
+    assert all(c.pop("seconds") >= 0 for c in local["checks"])
     assert argo["checks"] == local["checks"]
     assert set(argo) == set(local)
 

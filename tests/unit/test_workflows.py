@@ -84,6 +84,7 @@ def test_local_engine_honours_dependencies_and_runs_branches_concurrently() -> N
     assert state.phase == "Succeeded"
     assert [o.check for o in state.checks] == list(ALL)
     assert all(o.status == "passed" for o in state.checks)
+    assert all(o.seconds is not None and 0.25 <= o.seconds < 30 for o in state.checks)  # each check's own time
     t = _times(log)
     assert t["end", "tokenizer-parity"] <= t["start", "quantization-accuracy"]
     assert t["end", "tokenizer-parity"] <= t["start", "head-collapse"]
