@@ -174,7 +174,8 @@ class WorkflowState:
 class WorkflowEngine(Protocol):
     name: str
 
-    def submit(self, request: ValidationRequest) -> str: ...
+    def handle_for(self, request: ValidationRequest) -> str: ...  # the run's handle, no I/O
+    def submit(self, request: ValidationRequest) -> str: ...  # idempotent; returns handle_for(request)
     def poll(self, handle: str) -> WorkflowState: ...
     def terminate(self, handle: str) -> None: ...
 

@@ -106,6 +106,11 @@ class ArgoEngine:
 
     # ---- WorkflowEngine ---------------------------------------------------------------
 
+    def handle_for(self, request: ValidationRequest) -> str:
+        request = normalize_request(request, self.dag)
+        params = workflow_parameters(request, self.dag, self.settable)
+        return f"{self.namespace}/{workflow_name(request, self.template, params)}"
+
     def submit(self, request: ValidationRequest) -> str:
         request = normalize_request(request, self.dag)
         params = workflow_parameters(request, self.dag, self.settable)

@@ -11,6 +11,7 @@ restarted loop finds the run it started, or starts it again when the process tha
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from controlplane.app.context import Context
@@ -18,6 +19,7 @@ from controlplane.engine import RolloutSpec
 from controlplane.engine.types import ValidationState
 from controlplane.errors import NotFoundError
 from controlplane.ports import ValidationRequest, WorkflowEngine, WorkflowState
+from controlplane.workflows.results import FAILING
 from controlplane.workflows.template import VALIDATION_DAG
 
 CHECK_FAILURE_MODES = {
@@ -33,18 +35,18 @@ _PHASES = {
 }
 
 
-def verdict_of(state: WorkflowState, fail_fast: bool = True) -> tuple[ValidationState, dict[str, Any]]:
+def verdict_of(state: WorkflowState) -> tuple[ValidationState, dict[str, Any]]:
     """A workflow's state as the gate's verdict and the evidence recorded with it: the run,
     each check's status, and for a failure the first failing check's failure mode and summary.
     A run whose failed checks all errored (nothing judged the model) is ``ERROR``.
 
     The DAG runs every check whatever the verdicts (``ctl validate`` reports them all); the
-    gate fails fast: with ``fail_fast``, a failed check decides while the run is still going
-    (the rollout engine then terminates the run, so no GPU step runs for a rejected version)."""
+    gate fails fast: a failed check decides while the run is still going (the rollout engine
+    then terminates the run, so no GPU step runs for a rejected version)."""
     evidence: dict[str, Any] = {"workflow": state.handle, "checks": {c.check: c.status for c in state.checks}}
-    failing = [c for c in state.checks if c.status in ("failed", "error")]
+    failing = [c for c in state.checks if c.status in FAILING]
     result = _PHASES.get(state.phase, ValidationState.PENDING)
-    if result is ValidationState.PENDING and fail_fast and failing:
+    if result is ValidationState.PENDING and failing:
         result = ValidationState.FAILED
     if result in (ValidationState.PASSED, ValidationState.PENDING):
         return result, evidence
@@ -72,14 +74,18 @@ class EngineGate:
         self.engine.submit(self.request)
 
     def state(self) -> tuple[ValidationState | None, dict[str, Any]]:
-        handle = self.engine.submit(self.request)
+        """One read of the run; submitted again only when it is gone (a restarted process,
+        a deleted Workflow), so a poll costs one GET and no write."""
         try:
-            return verdict_of(self.engine.poll(handle))
-        except NotFoundError:  # the run vanished (deleted workflow): submit again next time
+            return verdict_of(self.engine.poll(self.engine.handle_for(self.request)))
+        except NotFoundError:
+            self.engine.submit(self.request)
             return ValidationState.PENDING, {}
 
     def terminate(self) -> None:
-        self.engine.terminate(self.engine.submit(self.request))
+        """Stop the run if there is one (nothing is submitted just to be stopped)."""
+        with contextlib.suppress(NotFoundError):
+            self.engine.terminate(self.engine.handle_for(self.request))
 
 
 def local_gate(ctx: Context, spec: RolloutSpec, device: str = "cpu") -> EngineGate:

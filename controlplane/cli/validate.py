@@ -11,7 +11,6 @@ This module parses and prints; ``validate_engine`` calls the application layer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -49,20 +48,3 @@ def register(app: typer.Typer) -> None:
 
         run_engine(ref, checks, engine, baseline, device, namespace, timeout, output,
                    settings_file=settings_file, reference_tokenizer=reference_tokenizer, corpus=corpus)
-
-
-def _load_settings(path: Path) -> Any:
-    import yaml
-
-    from controlplane.errors import InputError
-    from validators.settings import Settings
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"settings file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"settings file {path} is not valid YAML/JSON ({' '.join(str(exc).split())[:160]})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"settings file {path} must hold a mapping of sections")
-    return Settings.from_mapping(data)

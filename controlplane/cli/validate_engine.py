@@ -30,7 +30,6 @@ def run_engine(
     if engine == "local":
         from controlplane.app.context import open_context
         from controlplane.app.models import resolve
-        from controlplane.cli.validate import _load_settings
         from controlplane.workflows.checks import validators_check_runner
 
         settings = _load_settings(settings_file) if settings_file else None
@@ -46,9 +45,6 @@ def run_engine(
     with console.status(f"validating {ref} on the {engine} engine…"):
         data, passed = validate_with_engine(ref, checks, engine=engine, baseline=baseline, device=device,
                                             timeout_s=timeout, **options)
-    bad_input = data.pop("input_error", None)
-    if bad_input:  # a check found bad input (missing artifact, absent device): one line, exit 2
-        raise InputError(bad_input)
 
     def render() -> None:
         rows = [[c["check"], c["status"], c["summary"], _seconds(c["seconds"]), c["run_id"][:12]] for c in data["checks"]]
@@ -66,3 +62,20 @@ def run_engine(
 
 def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
+
+
+def _load_settings(path: Path) -> Any:
+    import yaml
+
+    from controlplane.errors import InputError
+    from validators.settings import Settings
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"settings file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"settings file {path} is not valid YAML/JSON ({' '.join(str(exc).split())[:160]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"settings file {path} must hold a mapping of sections")
+    return Settings.from_mapping(data)

@@ -62,9 +62,13 @@ class LocalEngine:
 
     # ---- WorkflowEngine ---------------------------------------------------------------
 
+    def handle_for(self, request: ValidationRequest) -> str:
+        request = normalize_request(request, self.dag)
+        return HANDLE_PREFIX + workflow_name(request, TEMPLATE_NAME, workflow_parameters(request, self.dag))
+
     def submit(self, request: ValidationRequest) -> str:
         request = normalize_request(request, self.dag)
-        handle = HANDLE_PREFIX + workflow_name(request, TEMPLATE_NAME, workflow_parameters(request, self.dag))
+        handle = self.handle_for(request)
         with self._lock:
             if handle in self._runs:
                 return handle

@@ -15,27 +15,25 @@ def _state(phase: str, *statuses: tuple[str, str]) -> WorkflowState:
 
 
 @pytest.mark.parametrize(
-    ("state", "fail_fast", "expected", "mode"),
+    ("state", "expected", "mode"),
     [
-        (_state("Running", ("tokenizer-parity", "running")), True, ValidationState.PENDING, None),
-        (_state("Running", ("tokenizer-parity", "passed"), ("head-collapse", "running")), True,
+        (_state("Running", ("tokenizer-parity", "running")), ValidationState.PENDING, None),
+        (_state("Running", ("tokenizer-parity", "passed"), ("head-collapse", "running")),
          ValidationState.PENDING, None),
         # a failed check decides at once while the other checks still run (the engine then terminates the run)
-        (_state("Running", ("tokenizer-parity", "failed"), ("head-collapse", "running")), True,
+        (_state("Running", ("tokenizer-parity", "failed"), ("head-collapse", "running")),
          ValidationState.FAILED, "tokenizer-mismatch"),
-        (_state("Running", ("tokenizer-parity", "failed"), ("head-collapse", "running")), False,
-         ValidationState.PENDING, None),
-        (_state("Succeeded", ("tokenizer-parity", "passed"), ("head-collapse", "warning")), True,
+        (_state("Succeeded", ("tokenizer-parity", "passed"), ("head-collapse", "warning")),
          ValidationState.PASSED, None),
         (_state("Failed", ("tokenizer-parity", "passed"), ("head-collapse", "failed"), ("long-seq-memory", "failed")),
-         True, ValidationState.FAILED, "head-collapse"),
-        (_state("Failed", ("tokenizer-parity", "error"), ("head-collapse", "skipped")), True,
+         ValidationState.FAILED, "head-collapse"),
+        (_state("Failed", ("tokenizer-parity", "error"), ("head-collapse", "skipped")),
          ValidationState.ERROR, "tokenizer-mismatch"),
-        (_state("Error"), True, ValidationState.ERROR, "validation-failed"),
+        (_state("Error"), ValidationState.ERROR, "validation-failed"),
     ],
 )
-def test_verdict_of(state: WorkflowState, fail_fast: bool, expected: ValidationState, mode: str | None) -> None:
-    verdict, evidence = verdict_of(state, fail_fast=fail_fast)
+def test_verdict_of(state: WorkflowState, expected: ValidationState, mode: str | None) -> None:
+    verdict, evidence = verdict_of(state)
     assert verdict is expected
     assert evidence["workflow"] == state.handle
     assert evidence["checks"] == {c.check: c.status for c in state.checks}
