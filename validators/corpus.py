@@ -96,10 +96,6 @@ PROBE: tuple[str, ...] = (
 )
 
 
-def adversarial_texts() -> list[str]:
-    return [text for _, text in ADVERSARIAL]
-
-
 def read_corpus(path: Path | str) -> list[str]:
     """A user corpus: one text per line, UTF-8; blank lines ignored. InputError when missing or empty."""
     path = Path(path)

@@ -322,9 +322,6 @@ class KubeClient:
     def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.create_custom("", "v1", "services", namespace, body)
 
-    def patch_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.patch_custom("", "v1", "services", namespace, name, patch)
-
     def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
         return self.get_custom("coordination.k8s.io", "v1", "leases", namespace, name)
 

@@ -16,7 +16,7 @@ from typing import Any
 from controlplane.adapters.kube import KubeClient
 from controlplane.adapters.routers import DEFAULT_ROUTER, check_router
 from controlplane.app import kube_rollout as cr_
-from controlplane.engine.checks import spec_problems
+from controlplane.engine.checks import is_dns1123_label, spec_problems
 from controlplane.engine.types import TERMINAL_PHASES, RolloutSpec
 from controlplane.errors import ConflictError, InputError, NotFoundError, TimedOut
 from controlplane.refs import parse_versioned_ref
@@ -27,7 +27,7 @@ TERMINAL = {p.value for p in TERMINAL_PHASES}
 
 def rollout_name(model: str) -> str:
     name = model.lower().replace("_", "-").replace(".", "-")
-    if not cr_.DNS1123_LABEL.match(name) or len(name) > 63:
+    if not is_dns1123_label(name):
         raise InputError(f"model name {model!r} does not make a DNS-1123 rollout name")
     return name
 

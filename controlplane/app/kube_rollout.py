@@ -12,12 +12,11 @@ and the engine (spec → RolloutSpec/RouteTarget, engine status → resource sta
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from controlplane.engine import RolloutSpec, RolloutStatus
-from controlplane.engine.checks import spec_problems
+from controlplane.engine.checks import is_dns1123_label, spec_problems
 from controlplane.engine.types import DEFAULT_STEPS, Phase
 from controlplane.ports import RouteTarget
 
@@ -31,7 +30,6 @@ ROUTER_OPTIONS = (
     "httpRoute", "virtualService", "inferenceService", "canaryService",
     "stableHost", "canaryHost", "stableSubset", "canarySubset", "storageUriTemplate",
 )
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 INTENT_FIELDS = {"pause": ("paused", True), "abort": ("abort", True), "rollback": ("rollback", True)}
 
 
@@ -95,7 +93,7 @@ def resource_problems(cr: Mapping[str, Any]) -> list[str]:
     s = spec_of(cr)
     problems: list[str] = []
     name = str((cr.get("metadata") or {}).get("name") or "")
-    if not DNS1123_LABEL.match(name) or len(name) > 63:
+    if not is_dns1123_label(name):
         problems.append(f"name {name!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)")
     kind = router_type(cr)
     router = s.get("router") or {}

@@ -7,7 +7,12 @@ import re
 
 from controlplane.engine.types import RolloutSpec
 
-DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def is_dns1123_label(name: str) -> bool:
+    """A Kubernetes DNS-1123 label: lower-case letters, digits and '-', at most 63 characters."""
+    return len(name) <= 63 and _DNS1123_LABEL.match(name) is not None
 
 
 def spec_problems(spec: RolloutSpec, routers: frozenset[str] | None = None) -> list[str]:

@@ -3,10 +3,6 @@ so that a model whose position embeddings were cut fails on the long ones for re
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from controlplane.errors import InputError
-
 SHORT = [
     "How do I reset my password?",
     "Best hiking trails near the lake",
@@ -57,14 +53,3 @@ LONG = [
 def default_corpus() -> list[str]:
     """About a quarter of the requests are long passages (over 64 tokens)."""
     return SHORT + LONG
-
-
-def load_corpus(path: Path | None) -> list[str]:
-    if path is None:
-        return default_corpus()
-    if not path.is_file():
-        raise InputError(f"corpus file {path} does not exist")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
-        raise InputError(f"corpus file {path} is empty")
-    return lines

@@ -47,17 +47,6 @@ class Architecture:
         """``{"arch.model_type": "bert", "arch.layers": "6", ...}`` for registry tags."""
         return {f"{TAG_PREFIX}{k}": str(v) for k, v in asdict(self).items()}
 
-    @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> Architecture:
-        """Inverse of :meth:`to_tags`; InputError when a tag is missing or malformed."""
-        try:
-            return cls(
-                model_type=tags[f"{TAG_PREFIX}model_type"],
-                **{k: int(tags[f"{TAG_PREFIX}{k}"]) for k in ("layers", "heads", "hidden", "max_positions", "vocab_size")},
-            )
-        except (KeyError, ValueError) as exc:
-            raise InputError(f"architecture tags incomplete or malformed ({exc})") from None
-
     def same_shape(self, other: Architecture) -> bool:
         """True when two models can be compared head by head (positions may differ)."""
         return (self.model_type, self.layers, self.heads, self.hidden) == (

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from controlplane.models.onnx_graph import check_onnx
 
-QUANT_TAG = "quantization"  # registry tag naming the scheme: int8-per-channel | int8-per-tensor | fp16
 _NOISE = ("Please consider to run pre-processing", "Please consider pre-processing")
 
 

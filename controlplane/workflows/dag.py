@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from controlplane.engine.checks import is_dns1123_label
 from controlplane.errors import InputError
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RESOURCE_NAME = re.compile(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _TOLERATION_OPERATORS = ("Exists", "Equal")
 _TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -84,7 +84,7 @@ class CheckNode:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depends", tuple(self.depends))
-        if not _DNS1123_LABEL.match(self.name) or len(self.name) > 63:
+        if not is_dns1123_label(self.name):
             raise InputError(f"invalid check name {self.name!r}: use lowercase letters, digits and '-'")
 
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from controlplane.engine.checks import is_dns1123_label
 from controlplane.errors import InputError
 from controlplane.ports import ValidationRequest
 from controlplane.refs import parse_ref, parse_versioned_ref
@@ -27,18 +28,12 @@ DEVICES = ("auto", "cpu", "cuda")
 # Parameters a caller may set besides the ones derived from the request.
 SETTABLE_PARAMS = (PARAM_MLFLOW, PARAM_IMAGE)
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _TRACKING_URI = re.compile(r"^(https?|databricks)(://.+|$)")
 
 
 def run_param(check: str) -> str:
     return f"{RUN_PARAM_PREFIX}{check}"
-
-
-def template_param_names(dag: ValidationDag) -> tuple[str, ...]:
-    base = (PARAM_MODEL, PARAM_BASELINE, PARAM_DEVICE, PARAM_MLFLOW, PARAM_IMAGE)
-    return base + tuple(run_param(n) for n in dag.names)
 
 
 # ---- validation ------------------------------------------------------------------------
@@ -141,12 +136,12 @@ def workflow_name(request: ValidationRequest, template: str, parameters: Mapping
     most 63 characters, a valid label value), so a resubmission finds the first run."""
     slug = re.sub(r"[^a-z0-9-]+", "-", request.model.lower()).strip("-")[:30].strip("-") or "model"
     name = f"validate-{slug}-v{request.version}-{request_hash(template, parameters)}"
-    if len(name) > 63 or not _DNS1123_LABEL.match(name):  # only a huge version number gets here
+    if not is_dns1123_label(name):  # only a huge version number gets here
         name = f"validate-{request_hash(template, parameters)}"
     return name
 
 
 def check_namespace(namespace: str) -> str:
-    if not _DNS1123_LABEL.match(namespace) or len(namespace) > 63:
+    if not is_dns1123_label(namespace):
         raise InputError(f"invalid namespace {namespace!r}")
     return namespace

@@ -15,12 +15,7 @@ TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 PASSING = frozenset({"passed", "warning"})
 FAILING = frozenset({"failed", "error"})
 FINISHED = PASSING | FAILING | frozenset({"skipped"})  # a dependent may start after these
-CHECK_STATUSES = PASSING | FAILING | frozenset({"pending", "running", "skipped"})
 TERMINATED_MESSAGE = "terminated"
-
-
-def is_terminal(state: WorkflowState) -> bool:
-    return state.phase in TERMINAL_PHASES
 
 
 def final_phase(outcomes: tuple[CheckOutcome, ...]) -> str:
