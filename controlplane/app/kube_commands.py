@@ -14,14 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.adapters.kube import KubeClient
-from controlplane.adapters.routers import DEFAULT_ROUTER, check_router
+from controlplane.adapters.routers.names import DEFAULT_ROUTER, check_router, route_option
 from controlplane.app import kube_rollout as cr_
 from controlplane.engine.checks import is_dns1123_label, spec_problems
 from controlplane.engine.types import TERMINAL_PHASES, RolloutSpec
 from controlplane.errors import ConflictError, InputError, NotFoundError, TimedOut
 from controlplane.refs import parse_versioned_ref
 
-ROUTE_OPTION = {"gateway-api": "httpRoute", "istio": "virtualService", "kserve": "inferenceService"}
 TERMINAL = {p.value for p in TERMINAL_PHASES}
 
 
@@ -58,8 +57,9 @@ def promote(
     except NotFoundError:
         kind = router or DEFAULT_ROUTER
         router_spec: dict[str, Any] = {"type": kind}
-        if kind in ROUTE_OPTION:
-            router_spec[ROUTE_OPTION[kind]] = name
+        option = route_option(kind)
+        if option:
+            router_spec[option] = name
         body = cr_.rollout_manifest(
             name, namespace, ref.name, ref.version, deployment=None if kind == "kserve" else name,
             router=router_spec, steps=steps, step_duration_s=step_duration_s, skip_validation=skip_validation,

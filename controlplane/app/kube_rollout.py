@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from controlplane.adapters.routers.names import DEFAULT_ROUTER, ROUTERS, route_option
 from controlplane.engine import RolloutSpec, RolloutStatus
 from controlplane.engine.checks import is_dns1123_label, spec_problems
 from controlplane.engine.types import DEFAULT_STEPS, Phase
@@ -25,7 +26,6 @@ VERSION = "v1alpha1"
 PLURAL = "modelrollouts"
 KIND = "ModelRollout"
 API_VERSION = f"{GROUP}/{VERSION}"
-ROUTERS = frozenset({"gateway-api", "istio", "kserve", "replica-ratio"})
 ROUTER_OPTIONS = (
     "httpRoute", "virtualService", "inferenceService", "canaryService",
     "stableHost", "canaryHost", "stableSubset", "canarySubset", "storageUriTemplate",
@@ -38,7 +38,7 @@ def spec_of(cr: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def router_type(cr: Mapping[str, Any]) -> str:
-    return str((spec_of(cr).get("router") or {}).get("type") or "gateway-api")
+    return str((spec_of(cr).get("router") or {}).get("type") or DEFAULT_ROUTER)
 
 
 def engine_spec(cr: Mapping[str, Any], stable_version: int | None) -> RolloutSpec:
@@ -97,8 +97,8 @@ def resource_problems(cr: Mapping[str, Any]) -> list[str]:
         problems.append(f"name {name!r} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)")
     kind = router_type(cr)
     router = s.get("router") or {}
-    required = {"gateway-api": "httpRoute", "istio": "virtualService", "kserve": "inferenceService"}.get(kind)
-    if required and kind in ROUTERS and not router.get(required):
+    required = route_option(kind) if kind in ROUTERS else None
+    if required and not router.get(required):
         problems.append(f"router {kind} needs spec.router.{required}")
     if kind != "kserve" and not s.get("deployment"):
         problems.append("spec.deployment (the stable Deployment) is required")
@@ -108,7 +108,7 @@ def resource_problems(cr: Mapping[str, Any]) -> list[str]:
         spec = engine_spec(cr, None)
     except (TypeError, ValueError) as exc:
         return [*problems, f"invalid spec: {exc}"]
-    problems += [p for p in spec_problems(spec, ROUTERS) if "already the stable" not in p]
+    problems += [p for p in spec_problems(spec, frozenset(ROUTERS)) if "already the stable" not in p]
     return problems
 
 

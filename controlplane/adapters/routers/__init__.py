@@ -23,24 +23,8 @@ from controlplane.adapters.routers.common import (
     check_weight,
     required_option,
 )
-from controlplane.errors import InputError
+from controlplane.adapters.routers.names import DEFAULT_ROUTER, REQUIRED_OPTIONS, ROUTERS, check_router
 from controlplane.ports import TrafficRouter
-
-DEFAULT_ROUTER = "gateway-api"
-ROUTERS: tuple[str, ...] = ("gateway-api", "istio", "kserve", "replica-ratio")
-#: Options each router needs in ``RouteTarget.options`` (besides ``deployment``/``service``).
-REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
-    "gateway-api": ("httpRoute",),
-    "istio": ("virtualService",),
-    "kserve": ("inferenceService",),
-    "replica-ratio": (),
-}
-
-
-def check_router(name: str) -> str:
-    if name not in ROUTERS:
-        raise InputError(f"unknown traffic router {name!r}; known: {', '.join(ROUTERS)}")
-    return name
 
 
 def make_router(name: str, client: KubeClient) -> TrafficRouter:
