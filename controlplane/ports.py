@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from controlplane.engine.types import TERMINAL_PHASES
+
 # ---- model registry --------------------------------------------------------------------
 
 
@@ -196,7 +198,7 @@ class RolloutRecord:
 
     @property
     def active(self) -> bool:
-        return self.status.get("phase") not in {"Promoted", "RolledBack", "Aborted", "Failed"}
+        return self.status.get("phase") not in TERMINAL_PHASES
 
 
 @dataclass(frozen=True)

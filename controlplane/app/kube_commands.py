@@ -21,8 +21,6 @@ from controlplane.engine.types import TERMINAL_PHASES, RolloutSpec
 from controlplane.errors import ConflictError, InputError, NotFoundError, TimedOut
 from controlplane.refs import parse_versioned_ref
 
-TERMINAL = {p.value for p in TERMINAL_PHASES}
-
 
 def rollout_name(model: str) -> str:
     name = model.lower().replace("_", "-").replace(".", "-")
@@ -68,7 +66,8 @@ def promote(
         return client.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, body)
     phase = (existing.get("status") or {}).get("phase")
     current = cr_.spec_of(existing)
-    if (existing.get("status") or {}).get("version") == current.get("version") and phase not in TERMINAL | {None}:
+    running = phase is not None and phase not in TERMINAL_PHASES
+    if (existing.get("status") or {}).get("version") == current.get("version") and running:
         raise ConflictError(
             f"rollout {namespace}/{name} is still {phase} at {ref.name}:v{current.get('version')}: "
             "wait for it, or abort it first"
@@ -92,7 +91,7 @@ def intent(client: KubeClient, namespace: str, model: str, what: str) -> dict[st
     name = rollout_name(model)
     for _ in range(5):
         cr = client.get_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name)
-        if (cr.get("status") or {}).get("phase") in TERMINAL:
+        if (cr.get("status") or {}).get("phase") in TERMINAL_PHASES:
             raise ConflictError(f"rollout {namespace}/{name} has ended ({cr['status']['phase']}): nothing to {what}")
         spec = cr_.spec_of(cr)
         if what == "resume":
@@ -148,7 +147,7 @@ def wait(
         if status != last and on_change is not None:
             on_change(status)
         last = status
-        if status.get("version") == version and status.get("phase") in TERMINAL:
+        if status.get("version") == version and status.get("phase") in TERMINAL_PHASES:
             return status
         sleep(1.0)
     raise TimedOut(f"rollout {namespace}/{name} did not finish within {timeout_s:g}s")

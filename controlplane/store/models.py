@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# Mirrors ports.RolloutRecord.active: a rollout in one of these phases no longer holds its model's slot.
-TERMINAL_PHASES = frozenset({"Promoted", "RolledBack", "Aborted", "Failed"})
+from controlplane.engine.types import TERMINAL_PHASES
 
 
 def is_active(status: dict[str, Any]) -> bool:
+    """A rollout in a terminal phase no longer holds its model's slot (ports.RolloutRecord.active)."""
     return status.get("phase") not in TERMINAL_PHASES
 
 
