@@ -18,6 +18,7 @@ class Settings:
     tracking_uri: str
     registry_uri: str
     artifact_root: Path
+    namespace: str = "default"  # the Kubernetes namespace of ModelRollouts and their workloads
 
     @property
     def models_cache(self) -> Path:
@@ -37,4 +38,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tracking_uri=tracking,
         registry_uri=registry,
         artifact_root=home / "mlartifacts",
+        namespace=env.get("CONTROLPLANE_NAMESPACE") or "default",
     )

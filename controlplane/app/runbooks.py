@@ -1,9 +1,18 @@
 """Runbooks: one markdown file per failure mode under ``runbooks/``, with YAML front matter.
 
 Front matter fields: ``id`` (the file's stem and the primary failure mode), ``title``, ``severity``
-(page or ticket) and ``triggers`` (every failure mode the runbook covers, ``id`` included).
-Commands in the body may use ``{model}``, ``{version}``, ``{ref}``, ``{stable}`` and ``{incident}``;
-``render`` fills them with an incident's values so the on-call person can paste them.
+(page or ticket), ``triggers`` (every failure mode the runbook covers, ``id`` included) and, for a
+failure mode nothing in the project detects yet, ``detector: none`` (``render`` then says so on top).
+
+Commands live in fenced ``sh`` blocks and queries in fenced ``promql`` blocks, so the suite can run
+them. They may use the incident's values ``{model}``, ``{version}``, ``{ref}``, ``{stable}``,
+``{incident}`` and the deployment's names, filled from the same definitions the controller and the
+manifests use (never guessed): ``{namespace}`` ($CONTROLPLANE_NAMESPACE), ``{rollout}`` (the
+ModelRollout ``ctl promote --target kubernetes`` names after the model), ``{deployment}`` and
+``{canary_deployment}`` (the stable Deployment ``ctl promote --target kubernetes`` names after the
+model, and its canary), ``{canary_selector}`` (the role label the controller puts on canary pods),
+``{workflow_selector}`` (the label Argo puts on the validation Workflows), ``{mlflow_uri}`` (the
+registry server ctl uses, when it is one) and ``{prometheus_url}`` ($PROMETHEUS_URL).
 
 Reading runbooks touches no database: ``ctl runbook FAILURE_MODE`` works without a store.
 """
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +32,18 @@ SEVERITIES = ("page", "ticket")
 INDEX = "README.md"
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_PLACEHOLDER = re.compile(r"\{(model|version|ref|stable|incident)\}")
+_PLACEHOLDER = re.compile(
+    r"\{(model|version|ref|stable|incident|namespace|rollout|deployment|canary_deployment|canary_selector"
+    r"|workflow_selector|mlflow_uri|prometheus_url)\}"
+)
 _CTL_LINE = re.compile(r"^\s*(?:\$\s+)?(ctl\s.*?)\s*$")
+_FENCE = re.compile(r"^\s*```(\w*)\s*$")
+#: The label Argo Workflows puts on a Workflow submitted from a WorkflowTemplate.
+WORKFLOW_TEMPLATE_LABEL = "workflows.argoproj.io/workflow-template"
+NO_DETECTOR_NOTE = (
+    "> **No detector raises this failure mode yet**: nothing in the control plane opens this incident on\n"
+    "> its own. Use this runbook when a person finds the symptoms below.\n\n"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,7 @@ class Runbook:
     triggers: tuple[str, ...]
     path: Path
     body: str
+    detected: bool = True  # False for ``detector: none``: no check or analysis raises it yet
 
     @property
     def link(self) -> str:
@@ -72,8 +93,12 @@ def parse_runbook(path: Path) -> Runbook:
         raise InputError(f"runbook {path.name}: severity must be page or ticket, got {severity!r}")
     if not isinstance(triggers, list) or not all(isinstance(t, str) and _ID.match(t) for t in triggers):
         raise InputError(f"runbook {path.name}: triggers must be a list of failure modes")
+    detector = meta.get("detector")
+    if detector not in (None, "none"):
+        raise InputError(f"runbook {path.name}: detector must be 'none' when set, got {detector!r}")
     ordered = tuple(dict.fromkeys([rid, *triggers]))
-    return Runbook(rid, title.strip(), severity, ordered, path, text[match.end() :].lstrip("\n"))
+    body = text[match.end() :].lstrip("\n")
+    return Runbook(rid, title.strip(), severity, ordered, path, body, detected=detector is None)
 
 
 def load_runbooks(directory: Path | None = None) -> dict[str, Runbook]:
@@ -123,31 +148,67 @@ def render(
     incident: int | None = None,
 ) -> str:
     """The body with placeholders filled; unknown values stay as ``{model}`` etc."""
-    values = {
+    values = {**deployment_values(model), **{
         "model": model,
         "version": None if version is None else str(version),
         "ref": f"{model}:v{version}" if model and version is not None else None,
         "stable": None if stable is None else str(stable),
         "incident": None if incident is None else str(incident),
-    }
+    }}
 
     def fill(match: re.Match[str]) -> str:
         value = values.get(match.group(1))
         return value if value is not None else match.group(0)
 
-    return _PLACEHOLDER.sub(fill, book.body)
+    body = _PLACEHOLDER.sub(fill, book.body)
+    return body if book.detected else NO_DETECTOR_NOTE + body
+
+
+def deployment_values(model: str | None, env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Names the runbooks' commands use, from the definitions the controller and manifests use."""
+    from controlplane.adapters.routers.common import ROLE_LABEL, canary_name
+    from controlplane.app.kube_commands import rollout_name
+    from controlplane.settings import load_settings
+    from controlplane.workflows.template import TEMPLATE_NAME
+
+    settings = load_settings(dict(env) if env is not None else None)
+    deployment = rollout_name(model) if model else None
+    return {
+        "namespace": settings.namespace,
+        "rollout": deployment,
+        "deployment": deployment,
+        "canary_deployment": canary_name(deployment) if deployment else None,
+        "canary_selector": f"{ROLE_LABEL}=canary",
+        "workflow_selector": f"{WORKFLOW_TEMPLATE_LABEL}={TEMPLATE_NAME}",
+        "mlflow_uri": settings.tracking_uri if settings.tracking_uri.startswith(("http://", "https://")) else None,
+        "prometheus_url": (env if env is not None else os.environ).get("PROMETHEUS_URL"),
+    }
+
+
+def blocks(text: str, language: str) -> list[str]:
+    """The contents of the fenced blocks tagged ``language`` (``sh`` or ``promql``), in order."""
+    found: list[str] = []
+    inside: str | None = None  # the language of the block being read ("" when untagged); None outside
+    current: list[str] = []
+    for line in text.splitlines():
+        fence = _FENCE.match(line)
+        if fence and inside is None:
+            inside, current = fence.group(1), []
+        elif fence:
+            if inside == language:
+                found.append("\n".join(current).strip())
+            inside = None
+        elif inside is not None:
+            current.append(line)
+    return found
+
+
+def shell_commands(text: str) -> list[str]:
+    """Every command line of the ``sh`` blocks (comments after ``  #`` dropped)."""
+    lines = (line.split("  #")[0].strip() for block in blocks(text, "sh") for line in block.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def ctl_commands(text: str) -> list[str]:
-    """The ``ctl ...`` command lines written in fenced code blocks of a runbook body."""
-    commands: list[str] = []
-    in_block = False
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
-            in_block = not in_block
-            continue
-        if in_block:
-            match = _CTL_LINE.match(line)
-            if match:
-                commands.append(match.group(1).split("  #")[0].strip())
-    return commands
+    """The ``ctl ...`` command lines written in the ``sh`` blocks of a runbook body."""
+    return [m.group(1) for m in map(_CTL_LINE.match, shell_commands(text)) if m]
