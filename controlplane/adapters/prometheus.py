@@ -21,9 +21,9 @@ import httpx
 
 from controlplane.analysis.queries import CANARY, STABLE, count_queries, selector, series_queries
 from controlplane.analysis.slo import SLOSpec
-from controlplane.app.retry import with_retry
 from controlplane.errors import ExternalError, PermanentError, TemporaryError
 from controlplane.ports import MetricObservation, MetricWindow, VersionSample
+from controlplane.retry import with_retry
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _TEMPORARY_ERROR_TYPES = {"timeout", "canceled", "unavailable"}

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controlplane.app.retry import with_retry
 from controlplane.engine.types import (
     Action,
     FinalizePromotion,
@@ -25,6 +24,7 @@ from controlplane.engine.types import (
     ValidationState,
 )
 from controlplane.ports import ModelRegistry, RouteTarget, Store, TrafficRouter, Workloads
+from controlplane.retry import with_retry
 
 Event = tuple[str, str, dict[str, Any]]
 

@@ -17,10 +17,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from controlplane.app.retry import with_retry
 from controlplane.app.runbooks import runbook_link
 from controlplane.errors import InputError, PermanentError, TemporaryError
 from controlplane.ports import IncidentRecord, Store
+from controlplane.retry import with_retry
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 ACTIVE_STATES = (OPEN, ACKNOWLEDGED)
