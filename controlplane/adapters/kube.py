@@ -1,8 +1,9 @@
 """The Kubernetes client: the only module that imports ``kubernetes`` (lazily).
 
 Every request goes through ``KubeClient.request``: one seam that counts requests,
-translates every API failure into ``controlplane.errors`` types, and holds the one
-retry loop (TemporaryError only, honouring Retry-After). Objects are plain dicts.
+translates every API failure into ``controlplane.errors`` types, and retries through the
+project's one retry loop (``controlplane.retry``: TemporaryError only, honouring Retry-After).
+Objects are plain dicts.
 
 Error mapping:
     404 → NotFoundError · 409 → ConflictError · 400/422 → InputError (server message)
@@ -12,7 +13,6 @@ Error mapping:
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections import Counter
@@ -28,6 +28,7 @@ from controlplane.errors import (
     PermanentError,
     TemporaryError,
 )
+from controlplane.retry import with_retry
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -93,24 +94,6 @@ def _retry_after(headers: Mapping[str, str] | None, default: float = 1.0) -> flo
         return default
 
 
-def retrying(
-    fn: Callable[[], Any],
-    attempts: int,
-    max_delay: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Any:
-    """The one retry loop: TemporaryError only, waiting its delay (Retry-After), jittered, capped."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except TemporaryError as exc:
-            if attempt >= attempts:
-                raise
-            base = max(exc.delay, 0.05 * 2**attempt)
-            sleep(min(max_delay, base * (1 + random.random() * 0.2)))
-    raise AssertionError("unreachable")
-
-
 class KubeClient:
     """A small, thread-safe client over the Kubernetes REST API returning plain dicts.
 
@@ -154,7 +137,7 @@ class KubeClient:
             raw = self._send(method, path, body, query, content_type, verb, timeout or self.timeout, stream=False)
             return json.loads(raw) if raw else {}
 
-        return retrying(once, self.attempts)
+        return with_retry(once, attempts=self.attempts)
 
     def _send(
         self,
@@ -296,7 +279,7 @@ class KubeClient:
         def open_stream() -> Any:
             return self._send("GET", path, None, query, JSON, "watch", (self.timeout, timeout_seconds + 15), True)
 
-        resp = retrying(open_stream, self.attempts)
+        resp = with_retry(open_stream, attempts=self.attempts)
         try:
             for line in iter_resp_lines(resp):
                 yield json.loads(line)
