@@ -91,7 +91,7 @@ class EngineGate:
 def local_gate(ctx: Context, spec: RolloutSpec, device: str = "cpu") -> EngineGate:
     """The local target's gate: the validation DAG in-process, each check through the validators
     (one MLflow run and one store row per check, as each Argo step records)."""
+    from controlplane.app.validation_checks import validators_check_runner
     from controlplane.workflows import LocalEngine
-    from controlplane.workflows.checks import validators_check_runner
 
     return EngineGate(LocalEngine(validators_check_runner(context=ctx)), spec, device)

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         client = KubeClient(kubeconfig)
         gate_factory = None
         if validation == "argo":
-            from controlplane.adapters.argo import ArgoEngine
+            from controlplane.workflows.argo_engine import ArgoEngine
 
             tracking = os.environ.get("MLFLOW_TRACKING_URI")
             if not tracking:

@@ -30,7 +30,7 @@ def run_engine(
     if engine == "local":
         from controlplane.app.context import open_context
         from controlplane.app.models import resolve
-        from controlplane.workflows.checks import validators_check_runner
+        from controlplane.app.validation_checks import validators_check_runner
 
         settings = _load_settings(settings_file) if settings_file else None
         ctx = open_context()

@@ -6,7 +6,7 @@ Public API:
     run_validation(engine, request, timeout_s) -> WorkflowState         submit and follow to the end
     request_from_ref("NAME:vN", "a,b", dag, baseline, device)           CLI input → checked request
     validate_with_engine(ref, checks, engine=..., ...) -> (result dict, passed)   for ctl validate --engine
-    LocalEngine(runner, dag); ArgoEngine in controlplane.adapters.argo
+    LocalEngine(runner, dag); ArgoEngine in controlplane.workflows.argo_engine
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from controlplane.workflows.local_engine import CheckRunner, LocalEngine
 from controlplane.workflows.template import VALIDATION_DAG
 
 if TYPE_CHECKING:
-    from controlplane.adapters.argo import KubeApi
+    from controlplane.workflows.argo_engine import KubeApi
 
 ENGINES = ("local", "argo")
 DEFAULT_ENGINE = "local"
@@ -46,11 +46,11 @@ def make_engine(
         raise InputError(f"unknown workflow engine {name!r}; use one of: {', '.join(ENGINES)}")
     if name == "local":
         if runner is None:
-            from controlplane.workflows.checks import validators_check_runner
+            from controlplane.app.validation_checks import validators_check_runner
 
             runner = validators_check_runner()
         return LocalEngine(runner, dag)
-    from controlplane.adapters.argo import DEFAULT_TIMEOUT_S, ArgoEngine
+    from controlplane.workflows.argo_engine import DEFAULT_TIMEOUT_S, ArgoEngine
 
     uri = mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:

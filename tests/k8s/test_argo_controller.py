@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from controlplane.adapters.argo import GROUP, VERSION, WORKFLOWS, ArgoEngine
 from controlplane.adapters.kube import KubeClient
 from controlplane.adapters.kube_workloads import served_uri
 from controlplane.app import kube_commands
 from controlplane.app import kube_rollout as cr_
 from controlplane.workflows import VALIDATION_DAG, request_from_ref
+from controlplane.workflows.argo_engine import GROUP, VERSION, WORKFLOWS, ArgoEngine
 from tests.cluster import binaries
 from tests.cluster.harness import Cluster
 from tests.cluster.procs import die_with_parent

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from controlplane.adapters.argo import GROUP, VERSION, WORKFLOWS, ArgoEngine
 from controlplane.adapters.kube import KubeClient
 from controlplane.errors import InputError
 from controlplane.ports import CheckOutcome
 from controlplane.workflows import VALIDATION_DAG, LocalEngine, request_from_ref, state_to_dict, validate_with_engine
+from controlplane.workflows.argo_engine import GROUP, VERSION, WORKFLOWS, ArgoEngine
 from controlplane.workflows.results import CHECK_KEYS, RESULT_KEYS
 from tests.cluster.harness import Cluster
 

@@ -60,7 +60,7 @@ def test_every_runbook_kubectl_command_works_for_on_call(
     wait_for(lambda: (get_rollout(kube, ns).get("status") or {}).get("weight") == 50, 90, "the canary at 50 %")
     wait_for(lambda: [p for p in kube.list_custom("", "v1", "pods", ns, f"{ROLE_LABEL}=canary")
                       if (p.get("status") or {}).get("phase") == "Running"], 60, "running canary pods")
-    from controlplane.adapters.argo import ArgoEngine
+    from controlplane.workflows.argo_engine import ArgoEngine
 
     ArgoEngine(kube, mlflow_tracking_uri="http://mlflow.example:5000", namespace=ns).submit(
         request_from_ref("minilm:v3", None, VALIDATION_DAG))
