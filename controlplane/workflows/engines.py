@@ -37,18 +37,17 @@ def make_engine(
     timeout_s: float | None = None,
     **argo_options: Any,
 ) -> WaitingEngine:
-    """``local``: the DAG in-process, each check through ``runner`` (default: the validators'
-    runner). ``argo``: Workflows from the WorkflowTemplate, through ``kube`` (default: a
-    ``KubeClient`` for ``kubeconfig``/``context``); the pods report to ``mlflow_tracking_uri``
-    (default ``$MLFLOW_TRACKING_URI``, which must be a server the pods can reach).
+    """``local``: the DAG in-process, each check through ``runner`` (the application layer gives the
+    validators' runner, ``controlplane.app.validation_checks``). ``argo``: Workflows from the
+    WorkflowTemplate, through ``kube`` (default: a ``KubeClient`` for ``kubeconfig``/``context``);
+    the pods report to ``mlflow_tracking_uri`` (default ``$MLFLOW_TRACKING_URI``, which must be a
+    server the pods can reach).
     Unknown engine or bad settings: InputError."""
     if name not in ENGINES:
         raise InputError(f"unknown workflow engine {name!r}; use one of: {', '.join(ENGINES)}")
     if name == "local":
         if runner is None:
-            from controlplane.app.validation_checks import validators_check_runner
-
-            runner = validators_check_runner()
+            raise ValueError("the local engine runs each check through a runner: pass runner=")
         return LocalEngine(runner, dag)
     from controlplane.workflows.argo_engine import DEFAULT_TIMEOUT_S, ArgoEngine
 
