@@ -325,14 +325,19 @@ class PresetQueries:
 def _series(family: Family, suffix: str = "", extra: str = "") -> str:
     placeholder = "${pod_selector}" if family.scope == POD else "${selector}"
     matchers = [placeholder, *(m for m in (family.matchers, extra) if m)]
-    if "|" in family.name:
-        names = "|".join(f"{n}{suffix}" for n in family.name.split("|"))
-        return f'{{__name__=~"{names}",{",".join(matchers)}}}'
     return f"{family.name}{suffix}{{{','.join(matchers)}}}"
 
 
 def _count(family: Family, suffix: str = "", extra: str = "") -> str:
-    return f"sum(increase({_series(family, suffix, extra)}[${{window}}]))"
+    """Events over the window; a family of several counters (``a|b``) adds them, and is empty only when
+    all of them are (``increase`` drops the names, so one ``__name__=~`` selector would collide)."""
+    counts = [
+        f"sum(increase({_series(replace(family, name=name), suffix, extra)}[${{window}}]))"
+        for name in family.name.split("|")
+    ]
+    if len(counts) == 1:
+        return counts[0]
+    return f"(({' + '.join(counts)}) or {' or '.join(counts)})"
 
 
 def format_le(threshold_s: float) -> str:
