@@ -276,3 +276,9 @@ class RequestDriver:
         self._stop.set()
         for thread in self._threads:
             thread.join(10)
+
+
+def docs_scrape_config() -> str:
+    """The ``scrape_configs`` snippet of docs/slo.md (the relabelling the presets rely on)."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "slo.md").read_text()
+    return next(block for block in docs.split("```yaml\n")[1:] if block.startswith("scrape_configs:")).split("```")[0]

@@ -28,6 +28,7 @@ from controlplane.analysis.judge import (
 )
 from controlplane.analysis.slo import parse_slo_yaml
 from controlplane.engine.types import AnalysisVerdict, Verdict
+from tests.prometheus_fixture import PrometheusServer
 from tests.replayed_formats import (
     BentoMLReplay,
     Replay,
@@ -37,7 +38,7 @@ from tests.replayed_formats import (
     TritonReplay,
     VllmReplay,
 )
-from tests.serving_fixtures import LabelledPrometheus, TextExporter, pod_labels
+from tests.serving_fixtures import LabelledPrometheus, TextExporter, docs_scrape_config, pod_labels
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -186,3 +187,46 @@ def test_live_validate_says_which_queries_are_empty(prometheus: LabelledPromethe
 def _ctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "controlplane.cli.main", *args], capture_output=True, text=True,
                           timeout=120)
+
+
+class _DocsRelabelling(PrometheusServer):
+    """A real Prometheus running docs/slo.md's relabel_configs on static targets that carry the
+    ``__meta_kubernetes_pod_*`` labels kubernetes_sd would give those pods (Debian builds it without
+    Kubernetes discovery)."""
+
+    def __init__(self, pods: dict[str, dict[str, str]], kept: list[str], binary: str) -> None:
+        super().__init__(kept, binary=binary)
+        self.pods = pods
+
+    def config_text(self) -> str:
+        static = "    static_configs:\n" + "".join(
+            f'      - targets: ["{t}"]\n        labels: {json.dumps(labels)}\n' for t, labels in self.pods.items()
+        )
+        snippet = docs_scrape_config().replace("    kubernetes_sd_configs:\n      - role: pod\n", static)
+        return f"global:\n  scrape_interval: {self.scrape_interval}\n{snippet}"
+
+
+def test_the_docs_relabelling_produces_the_labels_presets_select_on(prometheus_bin: str) -> None:
+    meta = "__meta_kubernetes_pod_"
+    uri = f"{meta}annotation_rollouts_attn_controlplane_dev_model_uri"
+    role, port = f"{meta}label_rollouts_attn_controlplane_dev_role", f"{meta}container_port_name"
+    exporters = [TextExporter(VllmReplay(MODEL).render) for _ in range(4)]
+    canary, stable, other_port, unmanaged = (e.target for e in exporters)
+    pods = {
+        canary: {uri: f"models:/{MODEL}/3", role: "canary", port: "metrics", f"{meta}name": "sum-canary-0"},
+        stable: {uri: f"models:/{MODEL}/2", port: "metrics", f"{meta}name": "sum-0"},
+        other_port: {uri: f"models:/{MODEL}/2", port: "http"},
+        unmanaged: {port: "metrics"},
+    }
+    server = _DocsRelabelling(pods, [canary, stable], prometheus_bin).start()
+    try:
+        server.wait_for_targets(timeout=30)
+        got = {s["metric"]["instance"]: s["metric"] for s in server.query('up{rollout_model="summarizer"}')}
+        assert set(got) == {canary, stable}
+        labels = got[canary]
+        assert (labels["rollout_version"], labels["rollout_role"], labels["pod"]) == ("3", "canary", "sum-canary-0")
+        assert (got[stable]["rollout_version"], got[stable]["rollout_role"]) == ("2", "stable")
+    finally:
+        server.cleanup()
+        for exporter in exporters:
+            exporter.stop()
