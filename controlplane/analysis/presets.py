@@ -229,6 +229,7 @@ class MetricSet:
     histogram: Family | None
     latency_total: Family | None
     mean: Mean
+    buckets: tuple[float, ...] | None  # the histogram's bucket bounds when the server fixes them
 
     @property
     def server(self) -> str:
@@ -274,8 +275,9 @@ def resolve(
         total, errors = preset.error_sources[errors_from]
         errors_eager = False
         errors_note = f"{errors.name}{{{errors.matchers}}} of the pod ({errors_from}, HTTP status)"
-    histogram, latency_total = preset.histogram, preset.latency_total
+    histogram, latency_total, buckets = preset.histogram, preset.latency_total, preset.buckets
     if duration is not None:
+        buckets = None
         if histogram is None:
             raise ValueError(f"duration: {preset.server} exports no latency histogram to rename")
         histogram = replace(histogram, name=duration)
@@ -297,6 +299,7 @@ def resolve(
         histogram=histogram,
         latency_total=latency_total,
         mean=mean,
+        buckets=buckets,
     )
     if chosen == VERSION_LABEL and metric_set.has_pod_families():
         pods = [f.name for f in (total, errors, histogram) if f is not None and f.scope == POD]

@@ -11,7 +11,7 @@ from controlplane.analysis.judge import analyze
 from controlplane.analysis.queries import count_queries, selector, series_queries
 from controlplane.analysis.slo import SLOSpec, default_slo, load_slo, parse_slo
 from controlplane.engine import AnalysisVerdict, RolloutSpec, RolloutStatus
-from controlplane.errors import InputError, PermanentError
+from controlplane.errors import InputError, PermanentError, TemporaryError
 from controlplane.ports import MetricProvider
 
 DEFAULT_LATENCY_THRESHOLD_S = 0.2
@@ -138,6 +138,8 @@ def check_queries(
                 except PermanentError as exc:
                     checks.append(replace(check, rejected=str(exc)))
                     continue
+                except TemporaryError as exc:
+                    raise TemporaryError(f"Prometheus {url}: {exc}", exc.delay) from None
                 nan = sum(1 for v in values if not math.isfinite(v))
                 checks.append(replace(check, series=len(values), nan=nan))
     return checks

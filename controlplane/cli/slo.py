@@ -194,11 +194,20 @@ def judged(slo: Any) -> dict[str, Any]:
     if sel.pod is not None and m.has_pod_families():
         lines.append(f"series without a model label select {{{sel.pod}}}")
     availability, latency = slo.availability, slo.latency
-    lines.append(f"errors: {m.errors_note}" if availability is not None else "errors: NOT judged (no availability objective)")
+    if availability is not None:
+        lines.append(f"errors: {m.errors_note}")
+    elif m.errors is not None:
+        lines.append("errors: NOT judged (no availability objective)")
     if latency is not None:
         lines.append(f"latency SLO: share faster than {latency.threshold_s:g}s; {m.latency_note}")
-    else:
-        lines.append(f"latency SLO: NOT judged; {m.latency_note}")
+        if m.buckets is not None and latency.threshold_s not in m.buckets:
+            bounds = ", ".join(f"{b:g}" for b in m.buckets)
+            lines.append(
+                f"WARNING: {latency.threshold_s:g}s is not one of the server's default bucket bounds ({bounds}): "
+                "its good-events count is empty (NaN, inconclusive) unless the server was given that bucket"
+            )
+    elif m.histogram is not None:
+        lines.append(f"latency SLO: NOT judged (no latency objective); {m.latency_note}")
     statistic = slo.canary.compare.latency_statistic
     lines.append(f"comparison: latency {statistic}" + (", error ratio" if availability is not None else ""))
     if not slo.empty_errors_are_zero():

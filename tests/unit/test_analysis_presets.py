@@ -189,6 +189,16 @@ def test_ctl_slo_validate_explains_and_refuses(tmp_path: Path) -> None:
     assert refused.stderr.count("\n") == 1 and "p99 needs a histogram" in refused.stderr
     usage = _ctl("slo", "validate", str(good), "--prometheus-url", "http://127.0.0.1:9")
     assert usage.returncode == 2 and "needs --canary" in usage.stderr
+    down = _ctl("slo", "validate", str(good), "--prometheus-url", "http://127.0.0.1:9", "--canary", "3")
+    assert down.returncode == 2 and down.stderr.startswith("error: Prometheus http://127.0.0.1:9: unreachable")
+
+
+def test_validate_warns_of_a_threshold_without_a_bucket(tmp_path: Path) -> None:
+    path = tmp_path / "vllm.yaml"
+    path.write_text("model: m\nmetrics: {preset: vllm}\nobjectives:\n  latency: {target: 95, threshold: 200ms}\n")
+    proc = _ctl("slo", "validate", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING: 0.2s is not one of the server's default bucket bounds (0.3, 0.5" in proc.stdout
 
 
 def test_the_docs_relabelling_snippet_is_a_valid_prometheus_config(tmp_path: Path) -> None:
@@ -205,4 +215,22 @@ def test_the_docs_relabelling_snippet_is_a_valid_prometheus_config(tmp_path: Pat
     config = tmp_path / "prometheus.yml"
     config.write_text(snippet.replace(sd, '    static_configs:\n      - targets: ["127.0.0.1:9"]\n'))
     proc = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_presets_rules_pass_promtool(preset: str, tmp_path: Path) -> None:
+    import shutil
+
+    from controlplane.analysis.rules import render_rules
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not found (apt-get install prometheus)")
+    metrics = f"{{preset: {preset}{', errors: istio' if preset == 'kserve' else ''}}}"
+    has_histogram = PRESETS[preset].histogram is not None
+    spec = slo(metrics, BOTH_OBJECTIVES.replace("250ms", "500ms") if has_histogram else AVAILABILITY)
+    path = tmp_path / "rules.yaml"
+    path.write_text(render_rules(spec, {o.failure_mode: "runbooks/x.md" for o in spec.objectives}))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
