@@ -6,8 +6,9 @@ queries give one error ratio and one latency value per sub-interval for the Mann
 
 Failures never raise into the engine: an unreachable server, a timeout after retries, a rejected query or a
 partial response come back as a MetricObservation with ``error`` set. Empty results are data: no series
-means no requests (or no errors); a missing latency bucket while requests exist is NaN (the judge then says
-INCONCLUSIVE, never PASS). Retries happen in one place, ``_call``, through the project's one retry loop.
+means no requests (or no errors, except for a server that always exports its error counter: NaN); a
+missing latency bucket while requests exist is NaN (the judge then says INCONCLUSIVE, never PASS).
+Retries happen in one place, ``_call``, through the project's one retry loop.
 """
 
 from __future__ import annotations

@@ -253,7 +253,7 @@ def resolve(
     """The preset ``name`` with overrides; ValueError (a one-line reason) when they do not fit it."""
     preset = PRESETS[name]
     chosen = identify or preset.identify
-    if chosen == VERSION_LABEL and preset.labels.version is None and "version" not in (labels or {}):
+    if chosen in (VERSION_LABEL, BOTH) and preset.labels.version is None and "version" not in (labels or {}):
         raise ValueError(f"{preset.server} exports no version label: use identify: {POD_LABELS}")
     labels = dict(labels or {})
     outcome = labels.pop("outcome", None)

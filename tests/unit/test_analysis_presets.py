@@ -108,6 +108,7 @@ def test_several_counters_add_up_and_are_empty_only_when_all_are() -> None:
         ("{preset: triton}", AVAILABILITY, "canary: {compare: {latency: p95}}\n", "p95 needs a histogram; preset triton"),
         ("{preset: kserve, identify: version-label}", AVAILABILITY, "", "exports no version label: use identify: pod-labels"),
         ("{preset: vllm, identify: version-label}", AVAILABILITY, "", "exports no version label"),
+        ("{preset: kserve, identify: both}", AVAILABILITY, "", "exports no version label"),
         ("{preset: torchserve, identify: version-label}", AVAILABILITY, "", "Requests5XX carry no model or version label"),
         ("{preset: triton, requests: x_total}", AVAILABILITY, "", "requests, labels.outcome and error_outcome are for"),
         ("{preset: kserve, errors: envoy}", AVAILABILITY, "", "'envoy' is not an error source of kserve (known: knative, istio)"),
