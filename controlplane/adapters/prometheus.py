@@ -6,8 +6,9 @@ queries give one error ratio and one latency value per sub-interval for the Mann
 
 Failures never raise into the engine: an unreachable server, a timeout after retries, a rejected query or a
 partial response come back as a MetricObservation with ``error`` set. Empty results are data: no series
-means no requests (or no errors); a missing latency bucket while requests exist is NaN (the judge then says
-INCONCLUSIVE, never PASS). Retries happen in one place, ``_call``, through the project's one retry loop.
+means no requests (or no errors, except for a server that always exports its error counter: NaN); a
+missing latency bucket while requests exist is NaN (the judge then says INCONCLUSIVE, never PASS).
+Retries happen in one place, ``_call``, through the project's one retry loop.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ class PrometheusProvider:
             queries[f"{role}.{name}"] = expr
             values[name] = self.instant(expr, window.end)
         total = _zero_if_missing(values["total"])
-        errors = _zero_if_missing(values.get("errors"))
+        errors = values.get("errors")
+        if errors is None:  # no error series: 0 errors, unless the server always has one (then: broken)
+            errors = 0.0 if total <= 0 or self.slo.empty_errors_are_zero() else math.nan
         latency_good = self._latency_good(values, total)
 
         interval = self.slo.compare_interval(self.step_duration_s)
@@ -135,15 +138,18 @@ class PrometheusProvider:
 
     def instant(self, expr: str, at: float) -> float | None:
         """The value of an instant query: the sum over the returned series; None when there is none."""
+        values = self.instant_series(expr, at)
+        return sum(values) if values else None
+
+    def instant_series(self, expr: str, at: float) -> list[float]:
+        """One value per series an instant query returns (a scalar is one series)."""
         data = self._call("/api/v1/query", {"query": expr, "time": _ts(at)})
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
-            return _value(result)
+            return [_value(result)]
         if kind != "vector" or not isinstance(result, list):
             raise PermanentError(f"unexpected {kind} result for an instant query")
-        if not result:
-            return None
-        return sum(_value(item.get("value")) for item in result)
+        return [_value(item.get("value")) for item in result]
 
     def range(self, expr: str, start: float, end: float, step: float) -> Series:
         """(timestamp, value) pairs of a range query; several series are averaged per timestamp."""

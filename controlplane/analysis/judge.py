@@ -183,7 +183,7 @@ def judge(
     insufficient = [c for c in comparisons if c.status == INSUFFICIENT]
     if insufficient:
         return _verdict(Verdict.INCONCLUSIVE, CANARY_INCONCLUSIVE, "; ".join(c.reason for c in insufficient), evidence)
-    return _verdict(Verdict.PASS, None, _pass_reason(checks, comparisons, observation), evidence)
+    return _verdict(Verdict.PASS, None, _pass_reason(checks, comparisons, observation, slo.not_judged()), evidence)
 
 
 def _verdict(verdict: Verdict, mode: str | None, reason: str, evidence: dict[str, Any]) -> AnalysisVerdict:
@@ -301,13 +301,16 @@ def _compare(slo: SLOSpec, observation: MetricObservation) -> tuple[list[Compari
     return results, None
 
 
-def _pass_reason(checks: Sequence[BurnCheck], comparisons: Sequence[Comparison], obs: MetricObservation) -> str:
+def _pass_reason(
+    checks: Sequence[BurnCheck], comparisons: Sequence[Comparison], obs: MetricObservation, not_judged: Sequence[str]
+) -> str:
     burns = []
     for kind in dict.fromkeys(c.objective for c in checks):
         worst = max((c.long_burn or 0.0) for c in checks if c.objective == kind)
         burns.append(f"{kind} burn {worst:.2f}x")
     compared = "no regression vs stable" if comparisons else "no stable comparison"
-    return f"canary within SLO over {_span(obs)}: {', '.join(burns)}; {compared}"
+    unjudged = "".join(f"; NOT judged: {note.split(':')[0]}" for note in not_judged)
+    return f"canary within SLO over {_span(obs)}: {', '.join(burns)}; {compared}{unjudged}"
 
 
 # ---- evidence --------------------------------------------------------------------------
@@ -337,6 +340,8 @@ def _base_evidence(
         "stable": _sample_evidence(obs.stable, series=True),
         "other_windows": windows,
         "queries": queries,
+        "metrics": {"preset": slo.metrics.preset, "identify": slo.metrics.identify},
+        "not_judged": list(slo.not_judged()),
         "thresholds": {
             "objectives": {o.kind: o.target for o in slo.objectives},
             "latency_threshold_s": slo.latency.threshold_s if slo.latency else None,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from string import Template
 
 from controlplane.analysis.durations import format_duration
-from controlplane.analysis.slo import MetricNames, SLOSpec
+from controlplane.analysis.presets import BOTH, POD_LABELS, VERSION_LABEL, MetricSet, build_queries
+from controlplane.analysis.slo import SLOSpec
 
 CANARY = "canary"
 STABLE = "stable"
@@ -21,18 +22,41 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def selector(metrics: MetricNames, model: str, version: int | None = None, role: str | None = None) -> str:
-    """Label matchers (without braces) for one model, optionally one version (``3`` or ``v3``) and role."""
-    parts = [f'{metrics.model_label}="{escape_label_value(model)}"']
+@dataclass(frozen=True)
+class Selectors:
+    """Label matchers (without braces) of one version: ``model`` for series carrying the server's model
+    label, ``pod`` for series carrying only relabelled pod labels (None: not selectable this way)."""
+
+    model: str
+    pod: str | None
+
+
+def selector(metrics: MetricSet, model: str, version: int | None = None, role: str | None = None) -> Selectors:
+    """Matchers for one model, optionally one version (``3`` or ``v3``) and role, as ``metrics.identify`` says."""
+    labels = metrics.labels
+    name = escape_label_value(model)
+    model_parts = [f'{labels.model}="{name}"']
+    pod_parts = [f'{labels.pod_model}="{name}"']
     if version is not None:
-        parts.append(f'{metrics.version_label}=~"v?{int(version)}"')
-    if role is not None:
-        parts.append(f'{metrics.role_label}="{escape_label_value(role)}"')
-    return ",".join(parts)
+        pattern = f'=~"v?{int(version)}"'
+        if metrics.identify == POD_LABELS:
+            model_parts.append(labels.pod_version + pattern)
+            pod_parts.append(labels.pod_version + pattern)
+        else:
+            model_parts.append(f"{labels.version}{pattern}")
+    if role is not None and metrics.identify in (POD_LABELS, BOTH):
+        role_matcher = f'{labels.role}="{escape_label_value(role)}"'
+        model_parts.append(role_matcher)
+        pod_parts.append(role_matcher)
+    pod = None if metrics.identify == VERSION_LABEL else ",".join(pod_parts)
+    return Selectors(",".join(model_parts), pod)
 
 
-def render(template: str, selector_text: str, window_s: float) -> str:
-    return Template(template).substitute(selector=selector_text, window=format_duration(window_s))
+def render(template: str, sel: Selectors, window_s: float) -> str:
+    values = {"selector": sel.model, "window": format_duration(window_s)}
+    if sel.pod is not None:
+        values["pod_selector"] = sel.pod
+    return Template(template).substitute(values)
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,7 @@ class SeriesQueries:
         return {k: v for k, v in named.items() if v is not None}
 
 
-def count_queries(slo: SLOSpec, sel: str, window_s: float) -> CountQueries:
+def count_queries(slo: SLOSpec, sel: Selectors, window_s: float) -> CountQueries:
     availability, latency = slo.availability, slo.latency
     total_template = availability.total_query if availability is not None else latency.total_query  # type: ignore[union-attr]
     latency_total = None
@@ -83,20 +107,16 @@ def count_queries(slo: SLOSpec, sel: str, window_s: float) -> CountQueries:
     )
 
 
-def latency_series_query(slo: SLOSpec, sel: str, interval_s: float) -> str:
-    m = slo.metrics
-    window = format_duration(interval_s)
+def latency_series_query(slo: SLOSpec, sel: Selectors, interval_s: float) -> str:
+    queries = build_queries(slo.metrics)
     statistic = slo.canary.compare.latency_statistic
-    if statistic == "mean":
-        return (
-            f"1000 * sum(increase({m.duration}_sum{{{sel}}}[{window}]))"
-            f" / sum(increase({m.duration}_count{{{sel}}}[{window}]))"
-        )
-    q = _QUANTILES[statistic]
-    return f"1000 * histogram_quantile({q}, sum by (le) (increase({m.duration}_bucket{{{sel}}}[{window}])))"
+    if statistic == "mean" or queries.latency_buckets is None:
+        return render(queries.latency_mean_ms, sel, interval_s)
+    buckets = render(queries.latency_buckets, sel, interval_s)
+    return f"1000 * histogram_quantile({_QUANTILES[statistic]}, {buckets})"
 
 
-def series_queries(slo: SLOSpec, sel: str, interval_s: float) -> SeriesQueries:
+def series_queries(slo: SLOSpec, sel: Selectors, interval_s: float) -> SeriesQueries:
     error_ratio = None
     availability = slo.availability
     if availability is not None and availability.errors_query:

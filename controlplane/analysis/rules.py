@@ -21,13 +21,13 @@ import yaml
 
 from controlplane.analysis.burn import AlertWindow
 from controlplane.analysis.durations import format_duration
-from controlplane.analysis.queries import escape_label_value, render, selector
+from controlplane.analysis.queries import Selectors, escape_label_value, render, selector
 from controlplane.analysis.slo import Objective, SLOSpec
 
 CURRENT_WINDOW_S = 300.0  # slo:current_burn_rate:ratio uses the 5 m SLI, as Sloth does
 
 
-def sli_error_query(objective: Objective, sel: str, window_s: float) -> str:
+def sli_error_query(objective: Objective, sel: Selectors, window_s: float) -> str:
     """PromQL for the objective's bad-event ratio over ``window_s``."""
     total = render(objective.total_query, sel, window_s)
     if objective.kind == "availability":

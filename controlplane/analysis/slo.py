@@ -15,6 +15,15 @@ import yaml
 
 from controlplane.analysis.burn import DAY, WORKBOOK_ALERTS, AlertWindow
 from controlplane.analysis.fields import Section
+from controlplane.analysis.presets import (
+    DEFAULT_PRESET,
+    IDENTIFY_MODES,
+    PRESETS,
+    VERSION_LABEL,
+    MetricSet,
+    format_le,
+    resolve,
+)
 from controlplane.analysis.spec import (
     DEFAULT_BURN_POLICIES,
     DEFAULT_STEP_DURATION_S,
@@ -22,13 +31,11 @@ from controlplane.analysis.spec import (
     BurnWindow,
     CanaryPolicy,
     CompareSettings,
-    MetricNames,
     Objective,
     SLOSpec,
     default_availability,
     default_latency,
     default_slo,
-    format_le,
 )
 from controlplane.errors import InputError
 
@@ -39,7 +46,7 @@ __all__ = [
     "BurnWindow",
     "CanaryPolicy",
     "CompareSettings",
-    "MetricNames",
+    "MetricSet",
     "Objective",
     "SLOSpec",
     "default_availability",
@@ -55,7 +62,7 @@ SEVERITIES = ("page", "ticket")
 LATENCY_STATISTICS = ("mean", "p50", "p90", "p95", "p99")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_PLACEHOLDERS = ("${selector}", "${window}")
+_LABEL_KEYS = ("model", "version", "role", "outcome", "pod_model", "pod_version")
 
 
 def _percent(section: Section, key: str) -> float:
@@ -76,50 +83,81 @@ def _percent(section: Section, key: str) -> float:
     return float(raw) / 100.0
 
 
-def _template(section: Section, key: str, default: str) -> str:
-    value = section.text(key, default)
-    missing = [p for p in _PLACEHOLDERS if p not in value]
-    if missing:
-        raise section.error(section.field(key), f"query template must contain {' and '.join(missing)}")
+def _template(section: Section, key: str, default: str | None, metrics: MetricSet) -> str | None:
+    if not section.has(key):
+        section.get(key, None)
+        return default
+    value = section.text(key)
+    where = section.field(key)
+    if "${window}" not in value or ("${selector}" not in value and "${pod_selector}" not in value):
+        problem = "query template must contain ${selector} and ${window} (or ${pod_selector} for pod-scoped series)"
+        raise section.error(where, problem)
+    if "${pod_selector}" in value and metrics.identify == VERSION_LABEL:
+        raise section.error(where, "${pod_selector} needs relabelled pod labels: set metrics.identify: pod-labels")
     return value
 
 
-def _metrics(section: Section) -> MetricNames:
-    d = MetricNames()
-    labels = section.section("labels")
-    metrics = MetricNames(
-        requests=section.text("requests", d.requests, _METRIC_RE),
-        duration=section.text("duration", d.duration, _METRIC_RE),
-        model_label=labels.text("model", d.model_label, _LABEL_RE),
-        version_label=labels.text("version", d.version_label, _LABEL_RE),
-        role_label=labels.text("role", d.role_label, _LABEL_RE),
-        outcome_label=labels.text("outcome", d.outcome_label, _LABEL_RE),
-        error_outcome=section.text("error_outcome", d.error_outcome),
-    )
-    labels.done()
+def _optional_text(section: Section, key: str, pattern: re.Pattern[str] | None = None) -> str | None:
+    if not section.has(key):
+        section.get(key, None)
+        return None
+    return section.text(key, pattern=pattern)
+
+
+def _metrics(section: Section) -> MetricSet:
+    preset = section.text("preset", DEFAULT_PRESET)
+    if preset not in PRESETS:
+        raise section.error(section.field("preset"), f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    identify = _optional_text(section, "identify")
+    if identify is not None and identify not in IDENTIFY_MODES:
+        raise section.error(section.field("identify"), f"must be one of {', '.join(IDENTIFY_MODES)}, got {identify!r}")
+    labels_section = section.section("labels")
+    labels = {k: v for k in _LABEL_KEYS if (v := _optional_text(labels_section, k, _LABEL_RE)) is not None}
+    labels_section.done()
+    try:
+        metrics = resolve(
+            preset,
+            identify=identify,
+            errors_from=_optional_text(section, "errors"),
+            requests=_optional_text(section, "requests", _METRIC_RE),
+            duration=_optional_text(section, "duration", _METRIC_RE),
+            error_outcome=_optional_text(section, "error_outcome"),
+            labels=labels,
+        )
+    except ValueError as exc:
+        raise section.error(section.path, f"preset {preset}: {exc}") from None
     section.done()
     return metrics
 
 
-def _availability(section: Section, metrics: MetricNames) -> Objective:
+def _availability(section: Section, metrics: MetricSet) -> Objective:
     base = default_availability(metrics, _percent(section, "target"))
+    errors_query = _template(section, "errors_query", base.errors_query, metrics)
+    if errors_query is None:
+        raise section.error(
+            section.path,
+            f"preset {metrics.preset} cannot judge errors: {metrics.errors_note}; or remove the availability objective",
+        )
     objective = replace(
-        base,
-        total_query=_template(section, "total_query", base.total_query),
-        errors_query=_template(section, "errors_query", base.errors_query or ""),
+        base, total_query=_template(section, "total_query", base.total_query, metrics), errors_query=errors_query
     )
     section.done()
     return objective
 
 
-def _latency(section: Section, metrics: MetricNames) -> Objective:
+def _latency(section: Section, metrics: MetricSet) -> Objective:
     target = _percent(section, "target")
     threshold = section.duration("threshold", 0.2)
     base = default_latency(metrics, target, threshold)
+    good_query = _template(section, "good_query", base.good_query, metrics)
+    if good_query is None:
+        raise section.error(
+            section.path,
+            f"preset {metrics.preset} has no latency histogram for a threshold SLO ({metrics.latency_note}); "
+            "remove the latency objective (the comparison still uses the mean) or give good_query",
+        )
     objective = replace(
-        base,
-        total_query=_template(section, "total_query", base.total_query),
-        good_query=_template(section, "good_query", base.good_query or ""),
+        base, total_query=_template(section, "total_query", base.total_query, metrics), good_query=good_query
     )
     section.done()
     return objective
@@ -151,11 +189,16 @@ def _burn_policies(section: Section, key: str) -> tuple[BurnPolicy, ...]:
     return tuple(policies)
 
 
-def _compare(section: Section, min_requests: float) -> CompareSettings:
+def _compare(section: Section, min_requests: float, metrics: MetricSet) -> CompareSettings:
     d = CompareSettings()
-    statistic = section.text("latency", d.latency_statistic)
+    statistic = section.text("latency", d.latency_statistic if metrics.histogram is not None else "mean")
     if statistic not in LATENCY_STATISTICS:
         raise section.error(section.field("latency"), f"must be one of {', '.join(LATENCY_STATISTICS)}")
+    if statistic != "mean" and metrics.histogram is None:
+        raise section.error(
+            section.field("latency"),
+            f"{statistic} needs a histogram; preset {metrics.preset}: {metrics.latency_note} (use mean)",
+        )
     settings = CompareSettings(
         enabled=section.boolean("enabled", d.enabled),
         confidence=section.number("confidence", d.confidence, low=0.5, high=0.9999),
@@ -170,7 +213,7 @@ def _compare(section: Section, min_requests: float) -> CompareSettings:
     return settings
 
 
-def _canary(section: Section) -> CanaryPolicy:
+def _canary(section: Section, metrics: MetricSet) -> CanaryPolicy:
     d = CanaryPolicy()
     min_requests = section.number("min_requests", d.min_requests, low=1.0)
     policy = CanaryPolicy(
@@ -178,7 +221,7 @@ def _canary(section: Section) -> CanaryPolicy:
         min_window_s=section.duration("min_window", d.min_window_s),
         min_requests=min_requests,
         burn_policies=_burn_policies(section, "burn_rates"),
-        compare=_compare(section.section("compare"), min_requests),
+        compare=_compare(section.section("compare"), min_requests, metrics),
     )
     section.done()
     return policy
@@ -237,7 +280,7 @@ def parse_slo(data: object, source: str = "slo") -> SLOSpec:
     if availability is None and latency is None:
         raise root.error("objectives", "at least one of availability or latency is required")
     period = root.duration("period", 30 * DAY)
-    canary = _canary(root.section("canary"))
+    canary = _canary(root.section("canary"), metrics)
     alerts = _alerts(root, "alerting")
     for alert in alerts:
         if alert.long_s > period:

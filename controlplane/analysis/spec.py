@@ -11,24 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controlplane.analysis.burn import DAY, WORKBOOK_ALERTS, AlertWindow, burn_threshold
+from controlplane.analysis.presets import MetricSet, build_queries, resolve
 
 DEFAULT_STEP_DURATION_S = 30.0
 
 
 # ---- value types -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MetricNames:
-    """Names of the exported metrics and their labels (docs/ARCHITECTURE.md)."""
-
-    requests: str = "model_requests_total"
-    duration: str = "model_request_duration_seconds"
-    model_label: str = "model"
-    version_label: str = "version"
-    role_label: str = "role"
-    outcome_label: str = "outcome"
-    error_outcome: str = "error"
 
 
 @dataclass(frozen=True)
@@ -129,7 +117,7 @@ class SLOSpec:
     availability: Objective | None
     latency: Objective | None
     period_s: float = 30 * DAY
-    metrics: MetricNames = field(default_factory=MetricNames)
+    metrics: MetricSet = field(default_factory=resolve)
     canary: CanaryPolicy = field(default_factory=CanaryPolicy)
     alerts: tuple[AlertWindow, ...] = WORKBOOK_ALERTS
     source: str = "<default>"
@@ -158,6 +146,22 @@ class SLOSpec:
             return configured
         return self.burn_windows(step_duration_s)[0].short_s
 
+    def not_judged(self) -> tuple[str, ...]:
+        """What the metric set cannot judge and the file does not ask for (said in validate and evidence)."""
+        notes = []
+        if self.availability is None and self.metrics.errors is None:
+            notes.append(f"errors: {self.metrics.errors_note}")
+        if self.metrics.histogram is None:
+            notes.append(f"latency SLO and percentiles: {self.metrics.latency_note}")
+        return tuple(notes)
+
+    def empty_errors_are_zero(self) -> bool:
+        """An empty error count reads as 0 errors (no failure yet), except for a server that creates its error
+        series with the model: there an empty result means a wrong name or selector (NaN, never a pass)."""
+        availability = self.availability
+        own = availability is not None and availability.errors_query == build_queries(self.metrics).errors
+        return not (self.metrics.errors_eager and own)
+
     def alert_thresholds(self) -> tuple[tuple[AlertWindow, float], ...]:
         return tuple((a, burn_threshold(a.budget_fraction, self.period_s, a.long_s)) for a in self.alerts)
 
@@ -165,35 +169,25 @@ class SLOSpec:
 # ---- defaults --------------------------------------------------------------------------
 
 
-def format_le(threshold_s: float) -> str:
-    """A bucket bound as Prometheus clients write the ``le`` label (0.2 → "0.2", 1 → "1.0")."""
-    return repr(float(threshold_s))
+def default_availability(metrics: MetricSet, target: float = 0.999) -> Objective:
+    """Availability from the metric set's error counter; ``errors_query`` None when it has none."""
+    queries = build_queries(metrics)
+    return Objective(kind="availability", target=target, total_query=queries.total, errors_query=queries.errors)
 
 
-def default_availability(metrics: MetricNames, target: float = 0.999) -> Objective:
-    m = metrics
-    return Objective(
-        kind="availability",
-        target=target,
-        total_query=f"sum(increase({m.requests}{{${{selector}}}}[${{window}}]))",
-        errors_query=(
-            f'sum(increase({m.requests}{{${{selector}},{m.outcome_label}="{m.error_outcome}"}}[${{window}}]))'
-        ),
-    )
-
-
-def default_latency(metrics: MetricNames, target: float = 0.95, threshold_s: float = 0.2) -> Objective:
-    m = metrics
+def default_latency(metrics: MetricSet, target: float = 0.95, threshold_s: float = 0.2) -> Objective:
+    """Latency from the metric set's histogram; ``good_query`` None when it has none (no threshold SLO)."""
+    queries = build_queries(metrics, threshold_s)
     return Objective(
         kind="latency",
         target=target,
         threshold_s=threshold_s,
-        total_query=f"sum(increase({m.requests}{{${{selector}}}}[${{window}}]))",
-        good_query=f'sum(increase({m.duration}_bucket{{${{selector}},le="{format_le(threshold_s)}"}}[${{window}}]))',
+        total_query=queries.latency_total or queries.total,
+        good_query=queries.latency_good,
     )
 
 
 def default_slo(model: str) -> SLOSpec:
     """99.9 % availability and 95 % of requests under 200 ms, with the default canary policy."""
-    metrics = MetricNames()
+    metrics = resolve()
     return SLOSpec(model=model, availability=default_availability(metrics), latency=default_latency(metrics))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from controlplane.analysis.judge import analyze
+from controlplane.analysis.queries import count_queries, selector, series_queries
 from controlplane.analysis.slo import SLOSpec, default_slo, load_slo, parse_slo
 from controlplane.engine import AnalysisVerdict, RolloutSpec, RolloutStatus
-from controlplane.errors import InputError
+from controlplane.errors import InputError, PermanentError, TemporaryError
 from controlplane.ports import MetricProvider
 
 DEFAULT_LATENCY_THRESHOLD_S = 0.2
@@ -75,3 +77,69 @@ def step_window(spec: RolloutSpec, status: RolloutStatus, now: float) -> float:
     if status.step_started_at is None:
         return spec.step_duration_s
     return max(spec.step_duration_s, now - status.step_started_at)
+
+
+# ---- checking an SLO's queries against a live Prometheus (`ctl slo validate --prometheus-url`) ----------
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    """One query of one version run once against Prometheus: how many series (and NaN ones) came back."""
+
+    role: str
+    name: str
+    query: str
+    required: bool
+    series: int = 0
+    nan: int = 0
+    rejected: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.rejected is not None:
+            return "rejected"
+        if self.series == 0:
+            return "empty"
+        return "nan" if self.nan == self.series else "ok"
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "ok" or not self.required
+
+
+def check_queries(
+    slo: SLOSpec,
+    url: str,
+    versions: dict[str, int],
+    *,
+    window_s: float,
+    interval_s: float,
+    now: float,
+) -> list[QueryCheck]:
+    """Run every count and series query of ``slo`` for each role's version (``{"canary": 3, "stable": 2}``).
+
+    Required: the request total, the latency SLI's counts and the comparison's latency series (and the error
+    count of a server that always exports one). An empty error count is otherwise read as 0 errors.
+    A query Prometheus rejects is recorded; an unreachable Prometheus raises ExternalError."""
+    from controlplane.adapters.prometheus import PrometheusProvider
+
+    checks: list[QueryCheck] = []
+    required = {"total", "latency_total", "latency_good", "latency_ms"}
+    if not slo.empty_errors_are_zero():
+        required.add("errors")
+    with PrometheusProvider(url, slo, attempts=2) as provider:
+        for role, version in versions.items():
+            sel = selector(slo.metrics, slo.model, version, role)
+            queries = {**count_queries(slo, sel, window_s).items(), **series_queries(slo, sel, interval_s).items()}
+            for name, expr in queries.items():
+                check = QueryCheck(role, name, expr, name in required)
+                try:
+                    values = provider.instant_series(expr, now)
+                except PermanentError as exc:
+                    checks.append(replace(check, rejected=str(exc)))
+                    continue
+                except TemporaryError as exc:
+                    raise TemporaryError(f"Prometheus {url}: {exc}", exc.delay) from None
+                nan = sum(1 for v in values if not math.isfinite(v))
+                checks.append(replace(check, series=len(values), nan=nan))
+    return checks

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from controlplane.cli.common import OutputFormat, OutputOpt, emit, handle_errors, print_table
-from controlplane.errors import CheckFailed, NotAvailableError
+from controlplane.errors import CheckFailed, InputError, NotAvailableError
 
 
 def register(app: typer.Typer) -> None:
@@ -23,15 +23,38 @@ def register(app: typer.Typer) -> None:
     def validate_cmd(
         file: Path = typer.Argument(..., help="SLO file (YAML)."),
         step_duration: str = typer.Option("30s", "--step-duration", help="Rollout step the burn windows scale to."),
+        prometheus_url: str = typer.Option(
+            None, "--prometheus-url", help="Also run every query against this Prometheus (needs --canary)."
+        ),
+        canary: int = typer.Option(None, "--canary", help="Canary version whose series must exist (live check)."),
+        stable: int = typer.Option(None, "--stable", help="Stable version whose series must exist (live check)."),
+        window: str = typer.Option("5m", "--window", help="Window the live check counts over."),
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Validate an SLO file; print its objectives, canary burn windows and alert thresholds."""
+        """Validate an SLO file; print what is judged (preset, queries), burn windows and alert thresholds.
+
+        With --prometheus-url: exit 1 when a required query is empty (or NaN) for the canary or the stable
+        version, 2 when Prometheus rejects a query or cannot be reached."""
         from controlplane.analysis.slo import load_slo
         from controlplane.cli.parsing import parse_duration
 
         slo = load_slo(file)
-        data = describe(slo, parse_duration(step_duration, "--step-duration"))
-        emit(output, data, lambda: _render(data))
+        step_s = parse_duration(step_duration, "--step-duration")
+        data = describe(slo, step_s)
+        if prometheus_url is None:
+            if canary is not None or stable is not None:
+                raise InputError("--canary/--stable need --prometheus-url")
+            emit(output, data, lambda: _render(data))
+            return
+        if canary is None:
+            raise InputError("--prometheus-url needs --canary VERSION (and --stable VERSION when there is one)")
+        data["live"] = live_check(slo, prometheus_url, canary, stable, parse_duration(window, "--window"), step_s)
+        emit(output, data, lambda: (_render(data), _render_live(data["live"])))
+        live = data["live"]
+        if live["rejected"]:
+            raise InputError(f"Prometheus rejected {len(live['rejected'])} queries: {live['rejected'][0]}")
+        if live["missing"]:
+            raise CheckFailed(f"required queries without data: {', '.join(live['missing'])}")
 
     @slo_app.command("rules")
     @handle_errors
@@ -82,6 +105,11 @@ def describe(slo: Any, step_duration_s: float) -> dict[str, Any]:
             "error_budget": o.budget,
             "threshold_s": o.threshold_s,
             "failure_mode": o.failure_mode,
+            "queries": {
+                k: v
+                for k, v in {"total": o.total_query, "errors": o.errors_query, "good": o.good_query}.items()
+                if v is not None
+            },
         }
         for o in slo.objectives
     ]
@@ -103,6 +131,7 @@ def describe(slo: Any, step_duration_s: float) -> dict[str, Any]:
         "model": slo.model,
         "source": slo.source,
         "period": format_duration(slo.period_s),
+        "metrics": judged(slo),
         "objectives": objectives,
         "canary": {
             "step_duration": format_duration(step_duration_s),
@@ -113,6 +142,7 @@ def describe(slo: Any, step_duration_s: float) -> dict[str, Any]:
                 "confidence": slo.canary.compare.confidence,
                 "tolerance": slo.canary.compare.tolerance,
                 "interval": format_duration(slo.compare_interval(step_duration_s)),
+                "latency": slo.canary.compare.latency_statistic,
             },
         },
         "alerts": alerts,
@@ -121,6 +151,12 @@ def describe(slo: Any, step_duration_s: float) -> dict[str, Any]:
 
 def _render(data: dict[str, Any]) -> None:
     print(f"{data['source']}: valid SLO for model {data['model']} (period {data['period']})")
+    metrics = data["metrics"]
+    print(f"metrics: preset {metrics['preset']} ({metrics['server']}), identify {metrics['identify']}")
+    for line in metrics["judged"]:
+        print(f"  judged: {line}")
+    for line in metrics["not_judged"]:
+        print(f"  NOT judged: {line}")
     print_table(
         "objectives",
         ["name", "target", "budget", "threshold"],
@@ -137,3 +173,92 @@ def _render(data: dict[str, Any]) -> None:
         ["severity", "long", "short", "burn threshold", "budget consumed"],
         [[a["severity"], a["long"], a["short"], a["burn_threshold"], f"{a['budget_consumed']:.1%}"] for a in data["alerts"]],
     )
+
+
+_IDENTIFY = {
+    "pod-labels": "the pods' relabelled labels {pod_version} (version) and {role} (role)",
+    "version-label": "the server's own version label {version} (must hold the registry version number)",
+    "both": "the server's version label {version} and the role label {role}",
+}
+
+
+def judged(slo: Any) -> dict[str, Any]:
+    """What the judge reads and decides for this SLO: preset, how versions are told apart, each SLI."""
+    from controlplane.analysis.queries import selector
+
+    m = slo.metrics
+    labels = m.labels
+    identify = _IDENTIFY[m.identify].format(pod_version=labels.pod_version, role=labels.role, version=labels.version)
+    sel = selector(m, slo.model, 3, "canary")
+    lines = [f"canary vs stable: {identify}; canary v3 selects {{{sel.model}}}"]
+    if sel.pod is not None and m.has_pod_families():
+        lines.append(f"series without a model label select {{{sel.pod}}}")
+    availability, latency = slo.availability, slo.latency
+    if availability is not None:
+        lines.append(f"errors: {m.errors_note}")
+    elif m.errors is not None:
+        lines.append("errors: NOT judged (no availability objective)")
+    if latency is not None:
+        lines.append(f"latency SLO: share faster than {latency.threshold_s:g}s; {m.latency_note}")
+        if m.buckets is not None and latency.threshold_s not in m.buckets:
+            bounds = ", ".join(f"{b:g}" for b in m.buckets)
+            lines.append(
+                f"WARNING: {latency.threshold_s:g}s is not one of the server's default bucket bounds ({bounds}): "
+                "its good-events count is empty (NaN, inconclusive) unless the server was given that bucket"
+            )
+    elif m.histogram is not None:
+        lines.append(f"latency SLO: NOT judged (no latency objective); {m.latency_note}")
+    statistic = slo.canary.compare.latency_statistic
+    lines.append(f"comparison: latency {statistic}" + (", error ratio" if availability is not None else ""))
+    if not slo.empty_errors_are_zero():
+        lines.append("an empty error count is NaN (this server always exports it): never a pass")
+    return {
+        "preset": m.preset,
+        "server": m.server,
+        "identify": m.identify,
+        "judged": lines,
+        "not_judged": list(slo.not_judged()),
+    }
+
+
+def live_check(slo: Any, url: str, canary: int, stable: int | None, window_s: float, step_s: float) -> dict[str, Any]:
+    import time
+
+    from controlplane.app.slo_analyzer import check_queries
+
+    versions = {"canary": canary, **({"stable": stable} if stable is not None else {})}
+    interval = slo.compare_interval(step_s)
+    checks = check_queries(slo, url, versions, window_s=window_s, interval_s=interval, now=time.time())
+    return {
+        "url": url,
+        "window": window_s,
+        "queries": [
+            {
+                "role": c.role,
+                "name": c.name,
+                "query": c.query,
+                "required": c.required,
+                "status": c.status,
+                "series": c.series,
+                **({"error": c.rejected} if c.rejected else {}),
+            }
+            for c in checks
+        ],
+        "rejected": [f"{c.role} {c.name}: {c.rejected}" for c in checks if c.rejected is not None],
+        "missing": [f"{c.role} {c.name} ({c.status})" for c in checks if c.rejected is None and not c.usable],
+        "empty_optional": [f"{c.role} {c.name}" for c in checks if c.status == "empty" and not c.required],
+    }
+
+
+def _render_live(live: dict[str, Any]) -> None:
+    print_table(
+        f"live check against {live['url']}",
+        ["version", "query", "required", "status", "series"],
+        [[q["role"], q["name"], "yes" if q["required"] else "no", q["status"], q["series"]] for q in live["queries"]],
+    )
+    for item in live["missing"]:
+        print(f"EMPTY (required): {item}")
+    for item in live["empty_optional"]:
+        print(f"empty (read as 0: no failed request yet, or a wrong name): {item}")
+    for item in live["rejected"]:
+        print(f"REJECTED: {item}")
