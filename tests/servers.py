@@ -5,7 +5,9 @@
   ``postgresql+psycopg://`` URL with a password; stopped at the end, nothing left behind.
 * ``mlflow_server`` session: ``mlflow server`` (SQLite backend, proxied artifacts) from this venv on a
   free loopback port; yields the tracking URI once /health answers; stopped at the end.
-* ``pg_fresh_url``  function: a new, empty database on the session's PostgreSQL (dropped afterwards).
+* ``pg_fresh_url``  function: a new, empty database on the session's PostgreSQL (dropped afterwards);
+  ``fresh_database(postgres_url)`` is the same as a context manager (for wider-scoped fixtures), and
+  ``pg_query(url, sql)`` reads rows straight from the server.
 * ``hanging_endpoint`` function: an HTTP endpoint on loopback that accepts connections, reads the request
   and never answers (a webhook that hangs); counts connections and the client hang-ups it saw.
 """
@@ -162,9 +164,9 @@ def _pg_exec(port: int, password: str, sql: str) -> None:
         conn.execute(sql)
 
 
-@pytest.fixture
-def pg_fresh_url(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the session's PostgreSQL (dropped afterwards)."""
+@contextlib.contextmanager
+def fresh_database(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``postgres_url`` (dropped on exit): its URL."""
     import psycopg
 
     base, _, _db = postgres_url.rpartition("/")
@@ -172,9 +174,27 @@ def pg_fresh_url(postgres_url: str) -> Iterator[str]:
     info = psycopg.conninfo.conninfo_to_dict(base.replace("postgresql+psycopg", "postgresql") + "/postgres")
     with psycopg.connect(**info, autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f"CREATE DATABASE {name}")
-    yield f"{base}/{name}"
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(**info, autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pg_query(url: str, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` read straight from PostgreSQL (psycopg, no SQLAlchemy): what the server holds."""
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(url.replace("postgresql+psycopg", "postgresql"))
     with psycopg.connect(**info, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return list(conn.execute(sql).fetchall())
+
+
+@pytest.fixture
+def pg_fresh_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's PostgreSQL (dropped afterwards)."""
+    with fresh_database(postgres_url) as url:
+        yield url
 
 
 # ---- MLflow ----------------------------------------------------------------------------------
