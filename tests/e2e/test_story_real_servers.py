@@ -70,7 +70,8 @@ def test_v1_and_int8_v2_are_promoted_and_the_server_holds_the_alias(ctl: Ctl, st
     v1, v2 = history[0], history[1]
     assert kinds(v1)[:2] == ["ValidationStarted", "ValidationPassed"], kinds(v1)  # the gate ran, on the server
     assert v2["stable_version"] == 1 and step_weights(v2) == [5, 25, 50, 100] and "ValidationSkipped" in kinds(v2)
-    assert [a["verdict"] for a in v2["analysis"]] == ["pass"] * 4, v2["analysis"]
+    passes = [a["step"] for a in v2["analysis"] if a["verdict"] == "pass"]
+    assert passes == [0, 1, 2, 3] and "fail" not in [a["verdict"] for a in v2["analysis"]], v2["analysis"]
     assert ctl.json("models", "show", f"{MODEL}@production")["ref"] == f"{MODEL}:v2"
 
     client = _client(mlflow_server)
@@ -123,9 +124,10 @@ def test_pause_resume_abort_on_a_driven_rollout(ctl: Ctl, story: dict, mlflow_se
     """A rollout driven by its background runner (`promote --no-wait`): pause holds the weight, resume
     continues, abort returns all traffic to stable; production stays on v2 throughout."""
     started = ctl("promote", f"{MODEL}:v1", "--skip-validation", "--step-duration", "10m",
-                  "--analysis-interval", "10m", "--no-wait", "-o", "json")  # nothing judged meanwhile
+                  "--analysis-interval", "10m", "--no-wait")  # nothing judged meanwhile
     assert started.returncode == 0, started.stderr
-    rollout_id = json.loads(started.stdout)["id"]
+    rollout_id = ctl.json("status", MODEL)["id"]
+    assert f"rollout #{rollout_id} started" in started.stdout
     try:
         assert ctl.wait_phase(MODEL, "Progressing")["weight"] == 5
         for intent, phase in (("pause", "Paused"), ("resume", "Progressing"), ("abort", "Aborted")):
