@@ -56,7 +56,8 @@ def test_v2_is_promoted_through_every_step_and_holds_production(ctl: Ctl, story:
     assert v2["phase"] == "Promoted"
     assert step_weights(v2) == [5, 25, 50, 100]
     assert "ValidationSkipped" in kinds(v2)  # the skip is in the audit log
-    assert v2["analysis"], "every step is judged"
+    passes = [a["step"] for a in v2["analysis"] if a["verdict"] == "pass"]  # every step is judged and passed
+    assert passes == [0, 1, 2, 3] and "fail" not in [a["verdict"] for a in v2["analysis"]], v2["analysis"]
 
 
 def test_broken_v3_rolls_back_on_real_errors_with_evidence_and_an_incident(ctl: Ctl, story: dict) -> None:
