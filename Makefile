@@ -48,6 +48,7 @@ benchmarks: install
 	$(PY) benchmarks/validators.py
 	$(PY) benchmarks/rollback_latency.py
 	$(PY) benchmarks/controller.py
+	$(PY) benchmarks/fail_fast.py
 
 clean:
 	rm -rf .controlplane .pytest_cache .ruff_cache

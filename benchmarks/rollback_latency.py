@@ -12,6 +12,9 @@
    stable) exported by one prometheus_client exporter and scraped by the same kind of real Prometheus, each
    judged over several consecutive analysis windows; any FAIL verdict is a false rollback (goal: 0).
 
+The latency figures live here only: tests/integration/test_prometheus_rollout.py asserts the causal order
+(first bad request, the scrape that saw it, the rollback decision, canary weight 0), not how fast.
+
 Run: ``python benchmarks/rollback_latency.py [--runs 5] [--healthy 50] [--rounds 3]``.
 """
 

@@ -5,8 +5,11 @@
   ``postgresql+psycopg://`` URL with a password; stopped at the end, nothing left behind.
 * ``mlflow_server`` session: ``mlflow server`` (SQLite backend, proxied artifacts) from this venv on a
   free loopback port; yields the tracking URI once /health answers; stopped at the end.
-* ``tmp_home``      function: a fresh CONTROLPLANE_HOME (set in the environment for the test, with
-  CONTROLPLANE_DB_URL / MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI removed so the embedded defaults apply).
+* ``pg_fresh_url``  function: a new, empty database on the session's PostgreSQL (dropped afterwards);
+  ``fresh_database(postgres_url)`` is the same as a context manager (for wider-scoped fixtures), and
+  ``pg_query(url, sql)`` reads rows straight from the server.
+* ``hanging_endpoint`` function: an HTTP endpoint on loopback that accepts connections, reads the request
+  and never answers (a webhook that hangs); counts connections and the client hang-ups it saw.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -160,9 +164,9 @@ def _pg_exec(port: int, password: str, sql: str) -> None:
         conn.execute(sql)
 
 
-@pytest.fixture
-def pg_fresh_url(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the session's PostgreSQL (dropped afterwards)."""
+@contextlib.contextmanager
+def fresh_database(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``postgres_url`` (dropped on exit): its URL."""
     import psycopg
 
     base, _, _db = postgres_url.rpartition("/")
@@ -170,9 +174,27 @@ def pg_fresh_url(postgres_url: str) -> Iterator[str]:
     info = psycopg.conninfo.conninfo_to_dict(base.replace("postgresql+psycopg", "postgresql") + "/postgres")
     with psycopg.connect(**info, autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f"CREATE DATABASE {name}")
-    yield f"{base}/{name}"
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(**info, autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pg_query(url: str, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` read straight from PostgreSQL (psycopg, no SQLAlchemy): what the server holds."""
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(url.replace("postgresql+psycopg", "postgresql"))
     with psycopg.connect(**info, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return list(conn.execute(sql).fetchall())
+
+
+@pytest.fixture
+def pg_fresh_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's PostgreSQL (dropped afterwards)."""
+    with fresh_database(postgres_url) as url:
+        yield url
 
 
 # ---- MLflow ----------------------------------------------------------------------------------
@@ -210,14 +232,79 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-# ---- a fresh home ----------------------------------------------------------------------------
+# ---- an endpoint that never answers --------------------------------------------------------
+
+
+class HangingEndpoint:
+    """Accepts every connection on a loopback port, reads what the client sends, never answers.
+    ``accepted``: connections accepted; ``hung_up``: connections the client closed; ``received``: the bytes."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/hook"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._accepted = 0
+        self._hung_up = 0
+        self._received = b""
+        threading.Thread(target=self._accept, name="hanging-endpoint", daemon=True).start()
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return self._accepted
+
+    @property
+    def hung_up(self) -> int:
+        with self._lock:
+            return self._hung_up
+
+    @property
+    def received(self) -> bytes:
+        with self._lock:
+            return self._received
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(0.2)
+            with self._lock:
+                self._accepted += 1
+                self._conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                with self._lock:
+                    self._hung_up += 1
+                return
+            with self._lock:
+                self._received += chunk
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
 
 
 @pytest.fixture
-def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "cphome"
-    home.mkdir()
-    monkeypatch.setenv("CONTROLPLANE_HOME", str(home))
-    for var in ("CONTROLPLANE_DB_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.delenv(var, raising=False)
-    return home
+def hanging_endpoint() -> Iterator[HangingEndpoint]:
+    endpoint = HangingEndpoint()
+    yield endpoint
+    endpoint.close()

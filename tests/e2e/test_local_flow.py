@@ -7,55 +7,16 @@ One module-scoped home carries the story of the demo: v1 promoted, an int8 v2 pr
 
 from __future__ import annotations
 
-import json
-import os
+import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .conftest import STEP, Ctl, assert_one_line_error, assert_rolled_back_on_errors, kinds, run_story, step_weights
+
 pytestmark = pytest.mark.slow
-
-STEP = "6s"
-
-
-class Ctl:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.env = {**os.environ, "CONTROLPLANE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "CONTROLPLANE_DB_URL"):
-            self.env.pop(key, None)
-
-    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "controlplane.cli.main", *args],
-            env=self.env,
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-        )
-
-    def json(self, *args: str) -> object:
-        proc = self(*args, "-o", "json")
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    err = proc.stderr.strip()
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert len(err.splitlines()) == 1, err
-    assert fragment in err, err
-
-
-@pytest.fixture(scope="module")
-def minilm() -> Path:
-    from controlplane.models import minilm_dir
-
-    return minilm_dir()
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +27,7 @@ def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctl]:
 @pytest.fixture(scope="module")
 def story(ctl: Ctl, minilm: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
     """Run the demo's story once; the tests below read what it left behind."""
-    from controlplane.models.variants import cut_positions
-
-    runs: dict[str, subprocess.CompletedProcess[str]] = {}
-    runs["register v1"] = ctl("register", "minilm", "--model-dir", str(minilm))
-    runs["promote v1"] = ctl("promote", "minilm:v1", "--skip-validation", "--step-duration", STEP)
-    runs["register v2"] = ctl("register", "minilm", "--model-dir", str(minilm), "--quantize", "int8")
-    runs["promote v2"] = ctl("promote", "minilm:v2", "--skip-validation", "--steps", "5,25,50,100", "--step-duration", STEP)
-    broken = cut_positions(minilm, tmp_path_factory.mktemp("short") / "minilm-short", 64)
-    runs["register v3"] = ctl("register", "minilm", "--model-dir", str(broken))
-    runs["promote v3"] = ctl("promote", "minilm:v3", "--skip-validation", "--step-duration", STEP)
-    return runs
+    return run_story(ctl, "minilm", minilm, tmp_path_factory.mktemp("short"))
 
 
 def test_register_prints_the_ref_and_tags_the_architecture(ctl: Ctl, story: dict) -> None:
@@ -103,24 +54,15 @@ def test_v2_is_promoted_through_every_step_and_holds_production(ctl: Ctl, story:
     history = ctl.json("history", "minilm")
     v2 = next(r for r in history if r["ref"] == "minilm:v2")
     assert v2["phase"] == "Promoted"
-    weights = [e["evidence"].get("weight") for e in v2["events"] if e["kind"] == "StepStarted"]
-    assert [w for w in weights if w is not None] == [5, 25, 50, 100]
-    assert any(e["kind"] == "ValidationSkipped" for e in v2["events"])  # the skip is in the audit log
-    assert v2["analysis"], "every step is judged"
+    assert step_weights(v2) == [5, 25, 50, 100]
+    assert "ValidationSkipped" in kinds(v2)  # the skip is in the audit log
+    passes = [a["step"] for a in v2["analysis"] if a["verdict"] == "pass"]  # every step is judged and passed
+    assert passes == [0, 1, 2, 3] and "fail" not in [a["verdict"] for a in v2["analysis"]], v2["analysis"]
 
 
 def test_broken_v3_rolls_back_on_real_errors_with_evidence_and_an_incident(ctl: Ctl, story: dict) -> None:
-    proc = story["promote v3"]
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    history = ctl.json("history", "minilm")
-    v3 = next(r for r in history if r["ref"] == "minilm:v3")
-    assert v3["phase"] == "RolledBack"
-    assert v3["weight"] == 0
-    failing = [a for a in v3["analysis"] if a["verdict"] == "fail"]
-    assert failing and failing[-1]["evidence"], "the rollback carries its evidence"
-    incidents = ctl.json("incident", "list")
-    mine = [i for i in incidents if i.get("ref") == "minilm:v3" or i.get("version") == 3]
-    assert mine and all(i.get("runbook") for i in mine)
+    assert_rolled_back_on_errors(ctl, "minilm", story["promote v3"])
+    assert ctl.json("models", "show", "minilm@production")["ref"] == "minilm:v2"
 
 
 def test_second_promote_while_active_is_refused_and_writes_nothing(ctl: Ctl, story: dict) -> None:
@@ -134,14 +76,7 @@ def test_second_promote_while_active_is_refused_and_writes_nothing(ctl: Ctl, sto
     finally:
         aborted = ctl("abort", "minilm")
         assert aborted.returncode == 0, aborted.stderr
-    import time
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if ctl.json("status", "minilm")["phase"] == "Aborted":
-            break
-        time.sleep(1)
-    assert ctl.json("status", "minilm")["phase"] == "Aborted"
+    assert ctl.wait_phase("minilm", "Aborted", timeout=120)["weight"] == 0
 
 
 @pytest.mark.parametrize(
@@ -162,8 +97,6 @@ def test_bad_input_is_one_line_exit_2(ctl: Ctl, story: dict, args: list[str], fr
 
 
 def test_bad_model_dirs_leave_nothing_registered(ctl: Ctl, story: dict, minilm: Path, tmp_path: Path) -> None:
-    import shutil
-
     no_tokenizer = tmp_path / "no-tokenizer"
     shutil.copytree(minilm, no_tokenizer)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
@@ -172,13 +105,15 @@ def test_bad_model_dirs_leave_nothing_registered(ctl: Ctl, story: dict, minilm: 
     shutil.copytree(minilm, corrupt)
     for weights in corrupt.glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
-    before = ctl.json("models", "show", "minilm:v3")  # the latest version before the attempts
-    for model_dir, fragment in ((tmp_path / "missing", "missing"), (no_tokenizer, "tokenizer"), (corrupt, "")):
+    models_before, v3_before = ctl.json("models", "list"), ctl.json("models", "show", "minilm:v3")
+    cases = ((tmp_path / "missing", "missing"), (no_tokenizer, "tokenizer"), (corrupt, "model.safetensors is corrupt"))
+    for model_dir, fragment in cases:
         proc = ctl("register", "minilm", "--model-dir", str(model_dir))
         assert_one_line_error(proc, 2, fragment)
-    versions = ctl.json("models", "list")
-    assert next(m for m in versions if m["name"] == "minilm")["versions"] == [1, 2, 3]
-    assert before["ref"] == "minilm:v3"
+    models_after = ctl.json("models", "list")
+    assert next(m for m in models_after if m["name"] == "minilm")["versions"] == [1, 2, 3]
+    assert models_after == models_before  # no version, alias or model appeared
+    assert ctl.json("models", "show", "minilm:v3") == v3_before  # the latest version is untouched
 
 
 def test_promote_runs_the_gate_and_refuses_a_failing_version_before_any_traffic(ctl: Ctl, story: dict) -> None:
@@ -187,9 +122,8 @@ def test_promote_runs_the_gate_and_refuses_a_failing_version_before_any_traffic(
     latest = max(ctl.json("history", "minilm"), key=lambda r: r["id"])
     assert latest["ref"] == "minilm:v3"
     assert latest["phase"] == "Failed"
-    kinds = [e["kind"] for e in latest["events"]]
-    assert "ValidationFailed" in kinds, kinds
-    assert "StepStarted" not in kinds, "no traffic moves before the gate passes"
+    assert "ValidationFailed" in kinds(latest), kinds(latest)
+    assert "StepStarted" not in kinds(latest), "no traffic moves before the gate passes"
     assert ctl.json("models", "show", "minilm@production")["ref"] == "minilm:v2"
     tags = ctl.json("models", "show", "minilm:v3")["tags"]
     assert tags["validation.status"] == "failed"
@@ -204,8 +138,7 @@ def test_promote_timeout_aborts_to_stable_and_exits_1(ctl: Ctl, story: dict) -> 
     assert_one_line_error(proc, 1, "not finished within the --timeout of 2s")
     latest = max(ctl.json("history", "minilm"), key=lambda r: r["id"])
     assert latest["ref"] == "minilm:v1" and latest["phase"] == "Aborted" and latest["weight"] == 0
-    kinds = [e["kind"] for e in latest["events"]]
-    assert "ValidationStarted" in kinds and "StepStarted" not in kinds, kinds
+    assert "ValidationStarted" in kinds(latest) and "StepStarted" not in kinds(latest), kinds(latest)
     asked = [e for e in latest["events"] if e["kind"] == "AbortRequested"]
     assert asked and asked[-1]["evidence"]["reason"] == "not finished within the --timeout of 2s", asked
     assert ctl.json("models", "show", "minilm@production")["ref"] == "minilm:v2"

@@ -145,11 +145,9 @@ def test_stopped_prometheus_is_never_a_pass(
     exporter = metric_exporter()
     server = prometheus_server([exporter.target])
     server.stop()
-    started = time.monotonic()
-    result = _judge(server, slo, HEALTHY)
+    result = _judge(server, slo, HEALTHY)  # the retries are bounded: see the scripted-server tests below
     assert (result.verdict, result.failure_mode) == (Verdict.INCONCLUSIVE, PROMETHEUS_UNAVAILABLE)
     assert "unreachable" in result.reason
-    assert time.monotonic() - started < 10  # bounded retries, then data
 
 
 # ---- the HTTP edge: retries, Retry-After, partial responses, NaN (a scripted HTTP server) ----------

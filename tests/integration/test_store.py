@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -270,13 +269,11 @@ def _assert_one_line(exc: BaseException) -> str:
 
 @pytest.mark.postgres
 def test_unreachable_postgres_is_one_line_without_password() -> None:
-    start = time.monotonic()
     with pytest.raises(ExternalError) as err:
         SqlStore("postgresql+psycopg://cp:s3cret-pw@127.0.0.1:1/controlplane")
     text = _assert_one_line(err.value)
     assert text == "cannot reach database at postgresql+psycopg://cp:***@127.0.0.1:1/controlplane: connection refused"
     assert "s3cret-pw" not in text
-    assert time.monotonic() - start < 10
 
 
 @pytest.mark.postgres

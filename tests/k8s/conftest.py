@@ -29,8 +29,10 @@ MANIFESTS = ROOT / "manifests"
 @pytest.fixture(scope="session")
 def crd(k8s_cluster: Any) -> str:
     k8s_cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "crd" / "modelrollouts.yaml"))
-    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/modelrollouts.rollouts.attn-controlplane.dev")
+    # `kubectl wait` errors out (instead of waiting) while the new CRD has no status.conditions yet
+    wait_for(lambda: k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                         "crd/modelrollouts.rollouts.attn-controlplane.dev", check=False
+                                         ).returncode == 0, 120, "the ModelRollout CRD established", every=0.5)
     return cr_.PLURAL
 
 

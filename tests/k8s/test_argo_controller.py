@@ -105,6 +105,13 @@ def _pods(kube: KubeClient, namespace: str, workflow: str) -> list[dict[str, Any
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
+def _scheduled(kube: KubeClient, namespace: str, workflow: str, done: set[str], at_least: int) -> list[dict[str, Any]]:
+    """The workflow's scheduled pods not in ``done``, once there are ``at_least`` of them (else [])."""
+    pods = [p for p in _pods(kube, namespace, workflow)
+            if p["metadata"]["name"] not in done and p.get("spec", {}).get("nodeName")]
+    return pods if len(pods) >= at_least else []
+
+
 def _check_of(pod: dict[str, Any]) -> str:
     return next(e["value"] for c in pod["spec"]["containers"] if c["name"] == "main" for e in c["env"]
                 if e["name"] == "CHECK")
@@ -148,11 +155,11 @@ def test_real_controller_runs_the_dag_in_order_and_the_engine_maps_its_status(
     workflow = handle.split("/")[1]
     done: set[str] = set()
     order: list[set[str]] = []
-    for _ in range(3):  # tokenizer-parity; then the two middle checks together; then long-seq-memory
-        pods = _wait(lambda: [p for p in _pods(kube, controller, workflow) if p["metadata"]["name"] not in done
-                              and p.get("spec", {}).get("nodeName")], 90, "the next step pods, scheduled")
-        time.sleep(1.0)  # let a parallel sibling appear too
-        pods = [p for p in _pods(kube, controller, workflow) if p["metadata"]["name"] not in done]
+    # tokenizer-parity; then the two middle checks together; then long-seq-memory. Each wave is awaited
+    # until as many pods as it has are scheduled: a pod of a later wave appearing early shows in `order`.
+    for size in (1, 2, 1):
+        pods = _wait(lambda: _scheduled(kube, controller, workflow, done, size), 90,  # noqa: B023 (called at once)
+                     f"{size} step pod(s) of the next wave, scheduled")
         order.append({_check_of(p) for p in pods})
         for pod in pods:
             check = _check_of(pod)

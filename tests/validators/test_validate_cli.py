@@ -89,9 +89,19 @@ def test_normalizer_fails_against_the_production_alias(registry: Registered) -> 
     name, version = healthy.split(":v")
     registry.ctx.registry.set_alias(name, "production", int(version))
     proc = ctl(registry, "validate", registry.ref("normalizer"), "--checks", "tokenizer-parity",
-               "--baseline", f"{name}@production")  # fmt: skip
+               "--baseline", f"{name}@production", "-o", "json")  # fmt: skip
     assert proc.returncode == 1, proc.stderr
-    assert "tokenizer-parity" in proc.stdout and "failed" in proc.stdout
+    data = _json(proc)
+    assert data["phase"] == "Failed" and data["message"].startswith("tokenizer-parity failed")
+    [check] = data["checks"]
+    assert (check["check"], check["status"]) == ("tokenizer-parity", "failed"), check
+    # the failure mode: the candidate's normalizer no longer lowercases, so real texts tokenize differently
+    assert check["summary"].startswith("config differs: normalizer:"), check["summary"]
+    assert '"lowercase": true' in check["summary"] and '"lowercase": false' in check["summary"]
+    assert check["metrics"]["config_differences"] >= 1 and check["metrics"]["mismatched_texts"] > 0
+    cand_name, cand_version = registry.ref("normalizer").split(":v")
+    tags = registry.ctx.registry.get_version(cand_name, int(cand_version)).tags
+    assert tags["validation.tokenizer-parity"] == "failed" and tags["validation.run_id"] == check["run_id"]
 
 
 def test_reference_tokenizer_and_short_positions(registry: Registered, tmp_path: Path) -> None:
