@@ -62,6 +62,8 @@ class RolloutSpec:
     slo: dict[str, Any] | None = None  # the SLO document the analysis judges against
     analysis_interval_s: float = 10.0
     max_extensions: int = 2
+    timeout_s: float | None = None  # `promote --timeout`: the limit the user gave
+    deadline_at: float | None = None  # epoch seconds: aborted when not ended by then (None: no limit)
     paused: bool = False
     abort: bool = False
     rollback: bool = False
