@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane.app.context import Context
@@ -11,7 +11,7 @@ from controlplane.engine.checks import spec_problems
 from controlplane.engine.intents import INTENTS
 from controlplane.errors import ConflictError, InputError, NotFoundError
 from controlplane.ports import EventRecord, RolloutRecord
-from controlplane.refs import check_name, parse_versioned_ref
+from controlplane.refs import check_alias, check_name, parse_versioned_ref
 
 LOCAL_ROUTERS = frozenset({"local"})
 KUBE_ROUTERS = frozenset({"gateway-api", "istio", "kserve", "replica-ratio"})
@@ -30,20 +30,25 @@ def start_rollout(ctx: Context, ref_text: str, **options: Any) -> RolloutRecord:
     process drives it (a runner restarted after a crash included) enforces it."""
     ref = parse_versioned_ref(ref_text)
     assert ref.version is not None
+    alias = check_alias(options.get("alias", "production"))
+    if options.get("timeout_s") is not None:
+        options["deadline_at"] = ctx.now() + options["timeout_s"]
+    spec = RolloutSpec(model=ref.name, version=ref.version, **options)
+    routers = LOCAL_ROUTERS if spec.target == "local" else KUBE_ROUTERS
+    _refuse(spec_problems(spec, routers))  # the request itself first: bad input never opens the registry
     ctx.registry.get_version(ref.name, ref.version)  # NotFoundError with a clear message
-    alias = options.get("alias", "production")
     holder = ctx.registry.get_alias(ref.name, alias)
     stable = holder.version if holder else None
     if stable == ref.version:
         raise InputError(f"{ref} already holds alias '{alias}': nothing to promote")
-    if options.get("timeout_s") is not None:
-        options["deadline_at"] = ctx.now() + options["timeout_s"]
-    spec = RolloutSpec(model=ref.name, version=ref.version, stable_version=stable, **options)
-    routers = LOCAL_ROUTERS if spec.target == "local" else KUBE_ROUTERS
-    problems = spec_problems(spec, routers)
+    spec = replace(spec, stable_version=stable)
+    _refuse(spec_problems(spec, routers))
+    return ctx.store.create_rollout(spec.to_dict(), RolloutStatus().to_dict(), ctx.now())
+
+
+def _refuse(problems: list[str]) -> None:
     if problems:
         raise InputError("; ".join(problems))
-    return ctx.store.create_rollout(spec.to_dict(), RolloutStatus().to_dict(), ctx.now())
 
 
 def find_rollout(ctx: Context, model: str, active_only: bool = False) -> RolloutRecord:
@@ -112,6 +117,7 @@ def describe(ctx: Context, record: RolloutRecord, with_events: bool = False) -> 
         "step": status.get("step_index"),
         "steps": record.spec.get("steps"),
         "message": status.get("message"),
+        "deadline_at": record.spec.get("deadline_at"),  # `promote --timeout`: aborted when not ended by then
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }

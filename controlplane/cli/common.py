@@ -68,9 +68,11 @@ def handle_errors(fn: F) -> F:
 
 
 def crashed(exc: BaseException) -> None:
-    """Report an unexpected exception: re-raised under --debug, else one line and exit 70."""
+    """Report an unexpected exception: one line naming it and the log of its traceback, exit 70.
+    Under --debug the traceback itself is printed first."""
     if DEBUG["on"]:
-        raise exc
+        traceback.print_exception(exc, file=sys.stderr)
+        fail(f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in ctl; traceback above)", EXIT_SOFTWARE)
     log = write_crash_log(exc)
     where = f"traceback in {log}" if log else "traceback not saved"
     fail(f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in ctl; {where}; --debug shows it)", EXIT_SOFTWARE)

@@ -10,7 +10,16 @@ from typing import Any
 
 import typer
 
-from controlplane.cli.common import OutputFormat, OutputOpt, console, emit, fail, handle_errors, print_table
+from controlplane.cli.common import (
+    OutputFormat,
+    OutputOpt,
+    console,
+    emit,
+    err_console,
+    fail,
+    handle_errors,
+    print_table,
+)
 from controlplane.errors import EXIT_FAILED, InputError, TimedOut
 
 TARGETS = ("local", "kubernetes")
@@ -53,8 +62,6 @@ def register(app: typer.Typer) -> None:
             return
         if router not in (None, "local"):
             raise InputError("--router applies to --target kubernetes; the local target routes in-process")
-        if skip_validation:
-            console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
         ctx = open_context()
         record = start_rollout(
             ctx,
@@ -70,6 +77,8 @@ def register(app: typer.Typer) -> None:
             alias=alias,
             timeout_s=timeout_s,
         )
+        if skip_validation:  # on stderr: stdout stays the command's answer (-o json)
+            err_console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
         if not wait:
             _spawn_runner(ctx.settings.home, record.id, rate, metrics_port)
             emit(output, {"id": record.id, "ref": ref, "phase": "Pending"}, lambda: print(f"rollout #{record.id} started"))
