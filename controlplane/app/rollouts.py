@@ -26,13 +26,12 @@ class IntentResult:
 
 def start_rollout(ctx: Context, ref_text: str, **options: Any) -> RolloutRecord:
     """Check the request against the registry and create the rollout row (nothing else).
-    ``timeout_s`` becomes an absolute deadline stored with the rollout, so whichever
-    process drives it (a runner restarted after a crash included) enforces it."""
+    ``timeout_s`` is stored with it: the engine turns it into an absolute deadline in the
+    status when the rollout starts, so whichever process drives it (a runner restarted
+    after a crash included) enforces it."""
     ref = parse_versioned_ref(ref_text)
     assert ref.version is not None
     alias = check_alias(options.get("alias", "production"))
-    if options.get("timeout_s") is not None:
-        options["deadline_at"] = ctx.now() + options["timeout_s"]
     spec = RolloutSpec(model=ref.name, version=ref.version, **options)
     routers = LOCAL_ROUTERS if spec.target == "local" else KUBE_ROUTERS
     _refuse(spec_problems(spec, routers))  # the request itself first: bad input never opens the registry
@@ -117,7 +116,7 @@ def describe(ctx: Context, record: RolloutRecord, with_events: bool = False) -> 
         "step": status.get("step_index"),
         "steps": record.spec.get("steps"),
         "message": status.get("message"),
-        "deadline_at": record.spec.get("deadline_at"),  # `promote --timeout`: aborted when not ended by then
+        "deadline_at": status.get("deadline_at"),  # `promote --timeout`: aborted when not ended by then
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }

@@ -47,14 +47,15 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: flo
     if intent is not None:
         return intent
     handler = _HANDLERS[status.phase]
-    return _until_deadline(spec, handler(spec, status, obs, now), now)
+    return _until_deadline(handler(spec, status, obs, now), now)
 
 
-def _until_deadline(spec: RolloutSpec, decision: Decision, now: float) -> Decision:
+def _until_deadline(decision: Decision, now: float) -> Decision:
     """Come back no later than the --timeout deadline."""
-    if spec.deadline_at is None or decision.requeue_after is None:
+    deadline = decision.status.deadline_at
+    if deadline is None or decision.requeue_after is None:
         return decision
-    return Decision(decision.actions, decision.status, max(0.0, min(decision.requeue_after, spec.deadline_at - now)))
+    return Decision(decision.actions, decision.status, max(0.0, min(decision.requeue_after, deadline - now)))
 
 
 # ---- user intents ----------------------------------------------------------------------
@@ -84,7 +85,7 @@ def decide_intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Deci
             (*stop_validation, ResetTraffic()),
             event=("Aborted", {"intent": "abort", "from_weight": status.weight, "step_index": status.step_index}),
         )
-    if deadline_passed(spec, now):
+    if deadline_passed(status, now):
         reason = timeout_reason(spec.timeout_s)
         asked = RecordEvent("AbortRequested", f"abort requested: {reason}", {"intent": "abort", "reason": reason})
         return _finish(
@@ -105,7 +106,8 @@ def decide_intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Deci
 
 
 def _pending(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: float) -> Decision:
-    status = status.evolve(started_at=now)
+    deadline = None if spec.timeout_s is None else now + spec.timeout_s
+    status = status.evolve(started_at=now, deadline_at=deadline)
     if spec.skip_validation:
         skipped = status.evolve(validation=ValidationState.SKIPPED)
         warn = RecordEvent("ValidationSkipped", "validation gates skipped by --skip-validation", {"skipped": True})

@@ -67,5 +67,5 @@ def timeout_reason(timeout_s: float | None) -> str:
     return f"not finished within the --timeout of {timeout_s or 0:g}s"
 
 
-def deadline_passed(spec: RolloutSpec, now: float) -> bool:
-    return spec.deadline_at is not None and now >= spec.deadline_at
+def deadline_passed(status: RolloutStatus, now: float) -> bool:
+    return status.deadline_at is not None and now >= status.deadline_at

@@ -49,10 +49,17 @@ def test_pause_after_an_abort_request_records_nothing() -> None:
     assert plan_intent(aborting, PROGRESSING, "pause").spec is None
 
 
+def test_the_deadline_is_set_when_the_rollout_starts() -> None:
+    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0})
+    assert decide(spec, RolloutStatus(), Observations(), 70.0).status.deadline_at == 100.0
+    assert decide(SPEC, RolloutStatus(), Observations(), 70.0).status.deadline_at is None
+
+
 def test_the_deadline_aborts_in_every_live_phase_and_stops_validation() -> None:
-    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0, "deadline_at": 100.0})
-    for status in (RolloutStatus(), RolloutStatus(phase=Phase.VALIDATING), PROGRESSING,
+    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0})
+    for status in (RolloutStatus(phase=Phase.VALIDATING), PROGRESSING,
                    PROGRESSING.evolve(phase=Phase.PAUSED, pause_reason="user")):
+        status = status.evolve(deadline_at=100.0)
         assert decide_intents(spec, status, 99.0) is None  # not yet
         decision = decide(spec, status, Observations(), 100.0)
         assert (decision.status.phase, decision.status.weight, decision.requeue_after) == (Phase.ABORTED, 0, None)
@@ -63,11 +70,11 @@ def test_the_deadline_aborts_in_every_live_phase_and_stops_validation() -> None:
 
 
 def test_a_user_rollback_wins_over_the_deadline() -> None:
-    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0, "deadline_at": 100.0, "rollback": True})
-    assert decide(spec, PROGRESSING, Observations(), 200.0).status.phase is Phase.ROLLED_BACK
+    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0, "rollback": True})
+    assert decide(spec, PROGRESSING.evolve(deadline_at=100.0), Observations(), 200.0).status.phase is Phase.ROLLED_BACK
 
 
 def test_the_engine_comes_back_by_the_deadline() -> None:
-    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0, "deadline_at": 100.0, "analysis_interval_s": 10.0})
-    decision = decide(spec, PROGRESSING, Observations(), 97.0)
+    spec = RolloutSpec(**{**SPEC.to_dict(), "timeout_s": 30.0, "analysis_interval_s": 10.0})
+    decision = decide(spec, PROGRESSING.evolve(deadline_at=100.0), Observations(), 97.0)
     assert decision.status.phase is Phase.PROGRESSING and decision.requeue_after == pytest.approx(3.0)
