@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 err_console = Console(stderr=True)
-DEBUG = {"on": False}  # `ctl --debug`: let unexpected exceptions through with their traceback
+DEBUG = {"on": False}  # `ctl --debug`: print the traceback of an unexpected exception
 
 
 class OutputFormat(StrEnum):

@@ -94,7 +94,13 @@ def check_slo_validate(state: State, proc: subprocess.CompletedProcess[str]) -> 
 
 
 def check_slo_rules(state: State, proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.stdout.startswith("groups:") and 'sloth_slo: requests-availability' in proc.stdout, proc.stdout[:400]
+    import yaml
+
+    groups = yaml.safe_load(proc.stdout)["groups"]
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    assert {(a["labels"]["sloth_slo"], a["labels"]["severity"]) for a in alerts} == {
+        ("requests-availability", "page"), ("requests-availability", "ticket")}, alerts
+    assert all(a["annotations"]["runbook"].endswith("slo-burn-errors.md") for a in alerts)
 
 
 def check_promoted(state: State, proc: subprocess.CompletedProcess[str]) -> None:
