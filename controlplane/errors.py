@@ -9,6 +9,9 @@ ControlPlaneError
 └── ExternalError       a system at the edge failed
     ├── TemporaryError  worth retrying (timeouts, 409, 5xx); carries a delay
     └── PermanentError  retrying will not help (403, 422, schema)
+
+Anything else escaping a command is a bug in ctl: one line naming it and the log file with
+its traceback, exit code 70 (EXIT_SOFTWARE).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: ctl itself crashed (a bug), not the rollout nor the input
 
 
 class ControlPlaneError(Exception):

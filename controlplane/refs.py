@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from controlplane.errors import InputError
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-_VERSION_RE = re.compile(rf"^(?P<name>{_NAME}):v(?P<version>[1-9][0-9]*)$")
-_ALIAS_RE = re.compile(rf"^(?P<name>{_NAME})@(?P<alias>[A-Za-z_][A-Za-z0-9_-]{{0,63}})$")
-NAME_RE = re.compile(rf"^{_NAME}$")
+_ALIAS = r"[A-Za-z_][A-Za-z0-9_-]{0,63}"
+# \Z, not $: "$" also matches before a trailing newline ("minilm\n" is no model name)
+_VERSION_RE = re.compile(rf"^(?P<name>{_NAME}):v(?P<version>[1-9][0-9]*)\Z")
+_ALIAS_RE = re.compile(rf"^(?P<name>{_NAME})@(?P<alias>{_ALIAS})\Z")
+NAME_RE = re.compile(rf"^{_NAME}\Z")
+ALIAS_RE = re.compile(rf"^{_ALIAS}\Z")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,13 @@ def parse_versioned_ref(text: str) -> ModelRef:
     if ref.version is None:
         raise InputError(f"invalid model reference {text!r}: a version is required here (NAME:vN)")
     return ref
+
+
+def check_alias(alias: str) -> str:
+    """Validate a registry alias name (e.g. production)."""
+    if not ALIAS_RE.match(alias):
+        raise InputError(f"invalid alias {alias!r}: a letter or '_', then letters, digits, '_' or '-'")
+    return alias
 
 
 def check_name(name: str) -> str:

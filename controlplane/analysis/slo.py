@@ -315,6 +315,8 @@ def load_slo(path: str | Path) -> SLOSpec:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"SLO file not found: {p}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"SLO file {p} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"cannot read SLO file {p}: {exc.strerror}") from None
     return parse_slo_yaml(text, p.name)

@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane.app.context import Context
-from controlplane.engine import RolloutSpec, RolloutStatus
+from controlplane.engine import RolloutSpec, RolloutStatus, plan_intent
 from controlplane.engine.checks import spec_problems
+from controlplane.engine.intents import INTENTS
 from controlplane.errors import ConflictError, InputError, NotFoundError
 from controlplane.ports import EventRecord, RolloutRecord
-from controlplane.refs import check_name, parse_versioned_ref
+from controlplane.refs import check_alias, check_name, parse_versioned_ref
 
 LOCAL_ROUTERS = frozenset({"local"})
 KUBE_ROUTERS = frozenset({"gateway-api", "istio", "kserve", "replica-ratio"})
-INTENTS = ("pause", "resume", "abort", "rollback")
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    record: RolloutRecord  # the rollout as the intent left it
+    recorded: bool  # False: what was asked for already held or was already asked for
+    note: str = ""  # why nothing was recorded
 
 
 def start_rollout(ctx: Context, ref_text: str, **options: Any) -> RolloutRecord:
-    """Check the request against the registry and create the rollout row (nothing else)."""
+    """Check the request against the registry and create the rollout row (nothing else).
+    ``timeout_s`` is stored with it: the engine turns it into an absolute deadline in the
+    status when the rollout starts, so whichever process drives it (a runner restarted
+    after a crash included) enforces it."""
     ref = parse_versioned_ref(ref_text)
     assert ref.version is not None
+    alias = check_alias(options.get("alias", "production"))
+    spec = RolloutSpec(model=ref.name, version=ref.version, **options)
+    routers = LOCAL_ROUTERS if spec.target == "local" else KUBE_ROUTERS
+    _refuse(spec_problems(spec, routers))  # the request itself first: bad input never opens the registry
     ctx.registry.get_version(ref.name, ref.version)  # NotFoundError with a clear message
-    alias = options.get("alias", "production")
     holder = ctx.registry.get_alias(ref.name, alias)
     stable = holder.version if holder else None
     if stable == ref.version:
         raise InputError(f"{ref} already holds alias '{alias}': nothing to promote")
-    spec = RolloutSpec(model=ref.name, version=ref.version, stable_version=stable, **options)
-    routers = LOCAL_ROUTERS if spec.target == "local" else KUBE_ROUTERS
-    problems = spec_problems(spec, routers)
+    spec = replace(spec, stable_version=stable)
+    _refuse(spec_problems(spec, routers))
+    return ctx.store.create_rollout(spec.to_dict(), RolloutStatus().to_dict(), ctx.now())
+
+
+def _refuse(problems: list[str]) -> None:
     if problems:
         raise InputError("; ".join(problems))
-    return ctx.store.create_rollout(spec.to_dict(), RolloutStatus().to_dict(), ctx.now())
 
 
 def find_rollout(ctx: Context, model: str, active_only: bool = False) -> RolloutRecord:
@@ -48,33 +63,35 @@ def find_rollout(ctx: Context, model: str, active_only: bool = False) -> Rollout
     raise NotFoundError(f"model {model!r} has no {'active ' if active_only else ''}rollout")
 
 
-def request(ctx: Context, model: str, intent: str, attempts: int = 5, reason: str | None = None) -> RolloutRecord:
-    """Record a user intent on the active rollout (``reason``: why, when not the user's own
-    command); the reconcile loop acts on it."""
+def request(ctx: Context, model: str, intent: str, attempts: int = 5) -> IntentResult:
+    """Record a user intent on the model's rollout; the reconcile loop acts on it. A repeated or
+    concurrent intent records nothing (optimistic concurrency: a writer that lost the race reads
+    the winner's spec and finds the intent there). ConflictError when the intent does not apply."""
     if intent not in INTENTS:
         raise InputError(f"unknown intent {intent!r}")
     for _ in range(attempts):
-        record = find_rollout(ctx, model, active_only=True)
-        spec = RolloutSpec.from_dict(record.spec)
-        spec = _apply_intent(spec, intent)
-        evidence = {"intent": intent, **({"reason": reason} if reason else {})}
-        event = (f"{intent.capitalize()}Requested", f"{intent} requested: {reason}" if reason else
-                 f"{intent} requested by user", evidence)
+        record = _intent_target(ctx, model)
+        plan = plan_intent(RolloutSpec.from_dict(record.spec), RolloutStatus.from_dict(record.status), intent)
+        if plan.refused:
+            raise ConflictError(f"rollout #{record.id} of {model} {plan.note}: nothing to {intent}")
+        if plan.spec is None:
+            return IntentResult(record, recorded=False, note=plan.note)
+        event = (f"{intent.capitalize()}Requested", f"{intent} requested by user", {"intent": intent})
         try:
-            return ctx.store.save_rollout(record.id, record.revision, spec.to_dict(), record.status, [event], ctx.now())
+            saved = ctx.store.save_rollout(record.id, record.revision, plan.spec.to_dict(), record.status, [event], ctx.now())
         except ConflictError:
             continue
+        return IntentResult(saved, recorded=True)
     raise ConflictError(f"could not record {intent} on {model}: the rollout kept changing; try again")
 
 
-def _apply_intent(spec: RolloutSpec, intent: str) -> RolloutSpec:
-    if intent == "pause":
-        return replace(spec, paused=True)
-    if intent == "resume":
-        return replace(spec, paused=False, resume_requests=spec.resume_requests + 1)
-    if intent == "abort":
-        return replace(spec, abort=True)
-    return replace(spec, rollback=True)
+def _intent_target(ctx: Context, model: str) -> RolloutRecord:
+    try:
+        return find_rollout(ctx, model)
+    except NotFoundError:
+        if model not in ctx.registry.list_models():
+            raise NotFoundError(f"unknown model {model!r}") from None
+        raise
 
 
 def history(ctx: Context, model: str) -> list[dict[str, Any]]:
@@ -99,6 +116,7 @@ def describe(ctx: Context, record: RolloutRecord, with_events: bool = False) -> 
         "step": status.get("step_index"),
         "steps": record.spec.get("steps"),
         "message": status.get("message"),
+        "deadline_at": status.get("deadline_at"),  # `promote --timeout`: aborted when not ended by then
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }

@@ -37,6 +37,29 @@ def hold(home: Path, rollout_id: int) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def try_hold(home: Path, rollout_id: int) -> Iterator[bool]:
+    """Hold the lease if it is free: yields True while held, False when a runner holds it."""
+    try:
+        lease = hold(home, rollout_id)
+        lease.__enter__()
+    except ConflictError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lease.__exit__(None, None, None)
+
+
+def holder_pid(home: Path, rollout_id: int) -> int | None:
+    """The pid of the live runner holding the lease, None when nobody holds it."""
+    if not is_driven(home, rollout_id):
+        return None
+    text = lease_path(home, rollout_id).read_text().strip()
+    return int(text) if text.isdigit() else None
+
+
 def is_driven(home: Path, rollout_id: int) -> bool:
     """Whether a live process holds the rollout's lease."""
     path = lease_path(home, rollout_id)

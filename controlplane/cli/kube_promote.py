@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from controlplane.cli.common import OutputFormat, console, emit
+from controlplane.cli.common import OutputFormat, console, emit, err_console
 from controlplane.errors import EXIT_FAILED, TimedOut
 
 ABORT_WAIT_S = 120.0  # after --timeout: how long to wait for the controller to finish the abort
@@ -33,12 +33,12 @@ def promote_kubernetes(
     parsed_steps = parse_steps(steps)
     duration = parse_duration(step_duration, "--step-duration")
     parsed = parse_versioned_ref(ref)
-    if skip_validation:
-        console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
     client = KubeClient()
     namespace = _namespace()
     cr = kube_commands.promote(client, namespace, ref, steps=parsed_steps, step_duration_s=duration, router=router,
                                skip_validation=skip_validation, alias=alias)
+    if skip_validation:  # on stderr: stdout stays the command's answer (-o json)
+        err_console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
     name = cr["metadata"]["name"]
     if not wait:
         emit(output, {"rollout": f"{namespace}/{name}", "ref": ref, "phase": "Pending"},

@@ -28,8 +28,17 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error.")) -> None:
+    from controlplane.cli.common import DEBUG
+
+    DEBUG["on"] = debug
+
+
 def main() -> None:
-    app()
+    from controlplane.cli.common import run
+
+    run(app)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,16 @@ from typing import Any
 
 import typer
 
-from controlplane.cli.common import OutputFormat, OutputOpt, console, emit, fail, handle_errors, print_table
+from controlplane.cli.common import (
+    OutputFormat,
+    OutputOpt,
+    console,
+    emit,
+    err_console,
+    fail,
+    handle_errors,
+    print_table,
+)
 from controlplane.errors import EXIT_FAILED, InputError, TimedOut
 
 TARGETS = ("local", "kubernetes")
@@ -53,8 +62,6 @@ def register(app: typer.Typer) -> None:
             return
         if router not in (None, "local"):
             raise InputError("--router applies to --target kubernetes; the local target routes in-process")
-        if skip_validation:
-            console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
         ctx = open_context()
         record = start_rollout(
             ctx,
@@ -68,22 +75,24 @@ def register(app: typer.Typer) -> None:
             skip_validation=skip_validation,
             checks=parse_list(checks),
             alias=alias,
+            timeout_s=timeout_s,
         )
+        if skip_validation:  # on stderr: stdout stays the command's answer (-o json)
+            err_console.print("[bold yellow]WARNING: validation gates skipped (--skip-validation); this is recorded.[/]")
         if not wait:
-            _spawn_runner(ctx.settings.home, record.id, rate, metrics_port, timeout_s)
+            _spawn_runner(ctx.settings.home, record.id, rate, metrics_port)
             emit(output, {"id": record.id, "ref": ref, "phase": "Pending"}, lambda: print(f"rollout #{record.id} started"))
             return
         _follow(record.id, rate, metrics_port, output, timeout_s)
 
     @app.command("rollout-runner", hidden=True)
     @handle_errors
-    def runner_cmd(rollout_id: int, rate: float = 40.0, metrics_port: int = typer.Option(None),
-                   timeout: float = typer.Option(None)) -> None:
-        """Run a local rollout in the background (used by `promote --no-wait`)."""
+    def runner_cmd(rollout_id: int, rate: float = 40.0, metrics_port: int = typer.Option(None)) -> None:
+        """Run a local rollout in the background (used by `promote --no-wait` and the intents)."""
         from controlplane.app.context import open_context
         from controlplane.app.local_run import LocalRunOptions, run_local
 
-        run_local(open_context(), rollout_id, LocalRunOptions(rate=rate, metrics_port=metrics_port, timeout_s=timeout))
+        run_local(open_context(), rollout_id, LocalRunOptions(rate=rate, metrics_port=metrics_port))
 
     @app.command("status")
     @handle_errors
@@ -135,27 +144,32 @@ def _intent_command(app: typer.Typer, intent: str, doc: str) -> None:
         target: str = typer.Option("local", "--target", help="local or kubernetes."),
         output: OutputFormat = OutputOpt,
     ) -> None:
+        if target not in TARGETS:
+            raise InputError(f"unknown --target {target!r}: use local or kubernetes")
         if target == "kubernetes":
             from controlplane.cli.kube_promote import kube_intent
 
             kube_intent(model, intent, output)
             return
         from controlplane.app.context import open_context
-        from controlplane.app.rollouts import request
-        from controlplane.app.runner_lease import is_driven
+        from controlplane.app.local_intents import local_intent
+        from controlplane.app.rollouts import describe
+        from controlplane.refs import check_name
 
+        check_name(model)
         ctx = open_context()
-        record = request(ctx, model, intent)
-        started = False
-        if record.spec.get("target", "local") == "local" and not is_driven(ctx.settings.home, record.id):
-            _spawn_runner(ctx.settings.home, record.id, 40.0, None)  # nobody drives it: a runner applies the intent
-            started = True
-        note = " (no runner was driving it: started one in the background)" if started else ""
-        emit(
-            output,
-            {"id": record.id, "intent": intent, "runner_started": started},
-            lambda: print(f"{intent} requested on rollout #{record.id}{note}"),
-        )
+        done = local_intent(ctx, model, intent, lambda rollout_id: _spawn_runner(ctx.settings.home, rollout_id))
+        data = {**describe(ctx, done.record), "intent": intent, "recorded": done.result.recorded,
+                "note": done.result.note, "runner_started": done.runner_started, "ended_here": done.ended_here}
+        emit(output, data, lambda: print(_intent_line(intent, data)))
+
+
+def _intent_line(intent: str, data: dict[str, Any]) -> str:
+    asked = f"{intent} requested on rollout #{data['id']}" if data["recorded"] else \
+        f"{intent}: nothing to record on rollout #{data['id']} ({data['note']})"
+    state = f"{data['phase']} at {data['weight']}%: {data['message']}"
+    runner = "; no runner was driving it: started one in the background" if data["runner_started"] else ""
+    return f"{asked}; {state}{runner}"
 
 
 def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: OutputFormat,
@@ -163,8 +177,9 @@ def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: Outp
     from rich.progress import BarColumn, Progress, TextColumn
 
     from controlplane.app.context import open_context
-    from controlplane.app.local_run import LocalRunOptions, run_local, timeout_reason
+    from controlplane.app.local_run import LocalRunOptions, run_local
     from controlplane.app.rollouts import describe
+    from controlplane.engine import timeout_reason
 
     ctx = open_context()
     quiet = output is OutputFormat.json
@@ -176,7 +191,7 @@ def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: Outp
             status = record.status
             progress.update(task, completed=status.get("weight", 0), description=f"{status['phase']}: {status['message']}")
 
-        options = LocalRunOptions(rate=rate, metrics_port=metrics_port, timeout_s=timeout_s)
+        options = LocalRunOptions(rate=rate, metrics_port=metrics_port)
         final = run_local(ctx, rollout_id, options, on_change)
     data = describe(ctx, final)
     emit(output, data, lambda: console.print(f"rollout #{final.id} {data['phase']}: {data['message']}"))
@@ -189,14 +204,13 @@ def _follow(rollout_id: int, rate: float, metrics_port: int | None, output: Outp
         raise typer.Exit(EXIT_FAILED)
 
 
-def _spawn_runner(home: Path, rollout_id: int, rate: float, metrics_port: int | None, timeout_s: float | None) -> None:
+def _spawn_runner(home: Path, rollout_id: int, rate: float = 40.0, metrics_port: int | None = None) -> None:
+    """Start `ctl rollout-runner` detached (its own session, so it outlives this command)."""
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "controlplane.cli.main", "rollout-runner", str(rollout_id), "--rate", str(rate)]
     if metrics_port:
         cmd += ["--metrics-port", str(metrics_port)]
-    if timeout_s is not None:
-        cmd += ["--timeout", str(timeout_s)]
     with open(logs / f"rollout-{rollout_id}.log", "ab") as log:
         subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
 

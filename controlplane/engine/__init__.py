@@ -3,7 +3,8 @@
 Nothing in this package performs I/O or imports a client library.
 """
 
-from controlplane.engine.decide import decide
+from controlplane.engine.decide import decide, decide_intents
+from controlplane.engine.intents import IntentPlan, plan_intent, timeout_reason
 from controlplane.engine.types import (
     Action,
     AnalysisVerdict,
@@ -19,10 +20,14 @@ __all__ = [
     "Action",
     "AnalysisVerdict",
     "Decision",
+    "IntentPlan",
     "Observations",
     "Phase",
     "RolloutSpec",
     "RolloutStatus",
     "Verdict",
     "decide",
+    "decide_intents",
+    "plan_intent",
+    "timeout_reason",
 ]

@@ -3,11 +3,12 @@
 decide(spec, status, observations, now) -> Decision(actions, new status, requeue_after)
 
 Precedence on every call: terminal phases do nothing; then the user's intents
-(rollback > abort > pause); then the phase's own logic.
+(rollback > abort > the --timeout deadline > pause); then the phase's own logic.
 """
 
 from __future__ import annotations
 
+from controlplane.engine.intents import deadline_passed, timeout_reason
 from controlplane.engine.types import (
     Action,
     AnalysisVerdict,
@@ -42,17 +43,29 @@ def plan_steps(spec: RolloutSpec) -> tuple[int, ...]:
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: float) -> Decision:
     if status.phase.terminal:
         return Decision((), status, None)
-    intent = _intents(spec, status, now)
+    intent = decide_intents(spec, status, now)
     if intent is not None:
         return intent
     handler = _HANDLERS[status.phase]
-    return handler(spec, status, obs, now)
+    return _until_deadline(handler(spec, status, obs, now), now)
+
+
+def _until_deadline(decision: Decision, now: float) -> Decision:
+    """Come back no later than the --timeout deadline."""
+    deadline = decision.status.deadline_at
+    if deadline is None or decision.requeue_after is None:
+        return decision
+    return Decision(decision.actions, decision.status, max(0.0, min(decision.requeue_after, deadline - now)))
 
 
 # ---- user intents ----------------------------------------------------------------------
 
 
-def _intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision | None:
+def decide_intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision | None:
+    """The decision the user's intents (and the --timeout deadline) impose, None when there is
+    none. Needs no observation, so a process that cannot observe the target can still apply it."""
+    if status.phase.terminal:
+        return None
     stop_validation: tuple[Action, ...] = (TerminateValidation(),) if status.phase is Phase.VALIDATING else ()
     if spec.rollback:
         return _finish(
@@ -61,7 +74,7 @@ def _intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision |
             now,
             "rollback requested: all traffic returned to stable, remaining steps skipped",
             (*stop_validation, ResetTraffic()),
-            event=("RollbackRequested", {"from_weight": status.weight, "step_index": status.step_index}),
+            event=("RolledBack", {"intent": "rollback", "from_weight": status.weight, "step_index": status.step_index}),
         )
     if spec.abort:
         return _finish(
@@ -70,7 +83,18 @@ def _intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision |
             now,
             "aborted by user: all traffic returned to stable",
             (*stop_validation, ResetTraffic()),
-            event=("Aborted", {"from_weight": status.weight, "step_index": status.step_index}),
+            event=("Aborted", {"intent": "abort", "from_weight": status.weight, "step_index": status.step_index}),
+        )
+    if deadline_passed(status, now):
+        reason = timeout_reason(spec.timeout_s)
+        asked = RecordEvent("AbortRequested", f"abort requested: {reason}", {"intent": "abort", "reason": reason})
+        return _finish(
+            status,
+            Phase.ABORTED,
+            now,
+            f"aborted: {reason}; all traffic returned to stable",
+            (asked, *stop_validation, ResetTraffic()),
+            event=("Aborted", {"reason": reason, "from_weight": status.weight, "step_index": status.step_index}),
         )
     if spec.paused and status.phase is Phase.PROGRESSING:
         new = status.evolve(phase=Phase.PAUSED, pause_reason="user", message="paused by user")
@@ -82,7 +106,8 @@ def _intents(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision |
 
 
 def _pending(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: float) -> Decision:
-    status = status.evolve(started_at=now)
+    deadline = None if spec.timeout_s is None else now + spec.timeout_s
+    status = status.evolve(started_at=now, deadline_at=deadline)
     if spec.skip_validation:
         skipped = status.evolve(validation=ValidationState.SKIPPED)
         warn = RecordEvent("ValidationSkipped", "validation gates skipped by --skip-validation", {"skipped": True})

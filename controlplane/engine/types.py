@@ -62,6 +62,7 @@ class RolloutSpec:
     slo: dict[str, Any] | None = None  # the SLO document the analysis judges against
     analysis_interval_s: float = 10.0
     max_extensions: int = 2
+    timeout_s: float | None = None  # `promote --timeout`: aborted when not ended this long after it started
     paused: bool = False
     abort: bool = False
     rollback: bool = False
@@ -97,6 +98,7 @@ class RolloutStatus:
     message: str = ""
     started_at: float | None = None
     finished_at: float | None = None
+    deadline_at: float | None = None  # started_at + spec.timeout_s: whoever decides next enforces it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -133,7 +133,9 @@ def test_pause_resume_abort_on_a_driven_rollout(ctl: Ctl, story: dict, mlflow_se
         for intent, phase in (("pause", "Paused"), ("resume", "Progressing"), ("abort", "Aborted")):
             asked = ctl(intent, MODEL, "-o", "json")
             assert asked.returncode == 0, (intent, asked.stderr)
-            assert json.loads(asked.stdout) == {"id": rollout_id, "intent": intent, "runner_started": False}
+            answer = json.loads(asked.stdout)
+            assert {k: answer[k] for k in ("id", "intent", "recorded", "runner_started", "ended_here")} == {
+                "id": rollout_id, "intent": intent, "recorded": True, "runner_started": False, "ended_here": False}
             status = ctl.wait_phase(MODEL, phase, timeout=120)
             assert status["id"] == rollout_id
             assert status["weight"] == (0 if intent == "abort" else 5), (intent, status)
