@@ -9,6 +9,7 @@ from controlplane.app.context import Context
 from controlplane.engine import RolloutSpec, RolloutStatus
 from controlplane.engine.checks import spec_problems
 from controlplane.errors import ConflictError, InputError, NotFoundError
+from controlplane.extras import require
 from controlplane.ports import EventRecord, RolloutRecord
 from controlplane.refs import check_name, parse_versioned_ref
 
@@ -19,6 +20,8 @@ INTENTS = ("pause", "resume", "abort", "rollback")
 
 def start_rollout(ctx: Context, ref_text: str, **options: Any) -> RolloutRecord:
     """Check the request against the registry and create the rollout row (nothing else)."""
+    if options.get("target", "local") == "local":
+        require("all", "the local target (--target local)")
     ref = parse_versioned_ref(ref_text)
     assert ref.version is not None
     ctx.registry.get_version(ref.name, ref.version)  # NotFoundError with a clear message

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from controlplane.errors import EXIT_FAILED, EXIT_USAGE, ControlPlaneError
@@ -31,7 +32,7 @@ OutputOpt = typer.Option(OutputFormat.table, "--output", "-o", help="Output form
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print one line to stderr and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # text, not markup
     raise typer.Exit(code)
 
 
