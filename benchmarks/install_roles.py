@@ -8,6 +8,7 @@ A role is an extra, or ``base`` for the plain install. Prints one JSON line per 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ def main(roles: list[str]) -> None:
             mib = env.size_bytes() / 2**20
             print(json.dumps({"role": role, "site_packages_mib": round(mib), "cold_install_s": round(env.install_s)}),
                   flush=True)
+            shutil.rmtree(env.path)
 
 
 if __name__ == "__main__":

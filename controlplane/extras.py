@@ -19,7 +19,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "store": ("sqlalchemy", "alembic"),
     "registry": ("mlflow", "sqlalchemy", "alembic"),
     "controller": ("httpx", "prometheus_client", "numpy", "scipy"),
-    "serve": ("onnxruntime", "tokenizers", "numpy", "prometheus_client"),
+    "serve": ("onnxruntime", "tokenizers", "numpy", "prometheus_client", "uvicorn", "starlette", "httptools", "uvloop",
+              "mlflow"),
     "validate": ("torch", "transformers", "tokenizers", "safetensors", "onnx", "onnxscript", "onnxruntime", "numpy",
                  "matplotlib", "mlflow", "sqlalchemy"),
     # The embedded local target: the registry, the store, two onnxruntime servers, the judge, the gates.
