@@ -6,7 +6,9 @@ running from the controller role's venv; neither has torch, transformers or onnx
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import yaml
 
 from controlplane.adapters.kube import KubeClient
 from controlplane.adapters.kube_workloads import served_uri
-from tests.install.venvs import RoleVenv, build_wheel, clean_env, make_role_venv
+from tests.install.venvs import CONSTRAINTS, RoleVenv, build_wheel, clean_env, make_role_venv
 from tests.k8s.conftest import ControllerProcess, apply, get_rollout, http_route, stable_objects, wait_for
 
 pytestmark = pytest.mark.slow
@@ -102,12 +104,23 @@ def test_registry_role_reads_the_local_sqlite_registry_without_the_mlflow_server
 def test_serve_role_has_no_torch_and_runs_ctl_serve(serve_venv: RoleVenv, tmp_path: Path) -> None:
     assert not serve_venv.importable("torch") and not serve_venv.importable("transformers")
     assert serve_venv.importable("onnxruntime")
-    commands = ctl(serve_venv, tmp_path, "--help").stdout
-    if " serve " not in commands:
-        pytest.skip("this checkout has no `ctl serve` yet")
     shown = ctl(serve_venv, tmp_path, "serve", "--help")
+    if "No such command 'serve'" in shown.stderr:
+        pytest.skip("this checkout has no `ctl serve` yet")
     assert shown.returncode == 0, shown.stderr
     assert "Traceback" not in shown.stderr
+
+
+@pytest.mark.parametrize(("extra", "runtime"), [("gpu", "onnxruntime-gpu"), ("all", "onnxruntime")])
+def test_a_workstation_gets_exactly_one_onnxruntime(wheel: Path, tmp_path: Path, extra: str, runtime: str) -> None:
+    """pip's resolver (a dry run, nothing installed): `gpu` holds every CUDA twin, `all` every CPU role."""
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report",
+                    str(report), "-c", str(CONSTRAINTS), f"{wheel}[{extra}]"], env=clean_env(), check=True,
+                   capture_output=True, text=True, timeout=600)
+    names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert {n for n in names if n.startswith("onnxruntime")} == {runtime}
+    assert "torch" in names
 
 
 @pytest.mark.k8s
