@@ -9,7 +9,7 @@ export PY
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 APT_PACKAGES := postgresql prometheus
 
-.PHONY: demo test install system-deps lint unit benchmarks clean
+.PHONY: demo test install system-deps lint unit benchmarks constraints clean
 
 include tests/cluster/cluster.mk
 
@@ -17,9 +17,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # pip's cache keeps the pinned torch wheel: only the first install downloads it.
-$(STAMP): pyproject.toml | $(PY)
+# `dev` is every role (`all`: the local target, validation, serving, the controller) plus the test tools,
+# at the versions the suite passed with (constraints.txt; README "Install by role").
+$(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -49,6 +51,10 @@ benchmarks: install
 	$(PY) benchmarks/rollback_latency.py
 	$(PY) benchmarks/controller.py
 	$(PY) benchmarks/fail_fast.py
+
+# After changing a pin and passing `make test`: the versions of this environment become the lock.
+constraints: install
+	$(PY) tools/constraints.py > constraints.txt
 
 clean:
 	rm -rf .controlplane .pytest_cache .ruff_cache

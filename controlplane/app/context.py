@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from controlplane.extras import require
 from controlplane.ports import ModelRegistry, Store
 from controlplane.settings import Settings, load_settings
 
@@ -22,12 +23,14 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
+        require("store", "the state store")
         from controlplane.store import SqlStore
 
         return SqlStore(self.settings.db_url)
 
     @cached_property
     def registry(self) -> ModelRegistry:
+        require("registry", "the model registry")
         from controlplane.adapters.mlflow_registry import MlflowRegistry
 
         self.settings.home.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from controlplane.app.context import Context
 from controlplane.errors import InputError
+from controlplane.extras import require
 from controlplane.ports import ModelVersion, NewVersion
 from controlplane.refs import check_name, parse_versioned_ref
 
@@ -26,6 +27,7 @@ class Registered:
 def register_model(
     ctx: Context, name: str, model_dir: Path, quantize: str = "none", source: str | None = None
 ) -> Registered:
+    require("validate", "ctl register (ONNX export)")
     from controlplane import models
     from controlplane.models.hf import weights_file
 

@@ -10,6 +10,7 @@ from controlplane.engine import RolloutSpec, RolloutStatus, plan_intent
 from controlplane.engine.checks import spec_problems
 from controlplane.engine.intents import INTENTS
 from controlplane.errors import ConflictError, InputError, NotFoundError
+from controlplane.extras import require
 from controlplane.ports import EventRecord, RolloutRecord
 from controlplane.refs import check_alias, check_name, parse_versioned_ref
 
@@ -29,6 +30,8 @@ def start_rollout(ctx: Context, ref_text: str, **options: Any) -> RolloutRecord:
     ``timeout_s`` is stored with it: the engine turns it into an absolute deadline in the
     status when the rollout starts, so whichever process drives it (a runner restarted
     after a crash included) enforces it."""
+    if options.get("target", "local") == "local":
+        require("all", "the local target (--target local)")
     ref = parse_versioned_ref(ref_text)
     assert ref.version is not None
     alias = check_alias(options.get("alias", "production"))

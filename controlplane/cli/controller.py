@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+        from controlplane.extras import require
+
+        require("controller", "ctl controller run")
         from controlplane.adapters.kube import KubeClient
         from controlplane.app.controller import Controller, ControllerOptions, default_identity
         from controlplane.app.gate import EngineGate

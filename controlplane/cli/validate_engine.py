@@ -28,6 +28,9 @@ def run_engine(
 
     options: dict[str, Any] = {}
     if engine == "local":
+        from controlplane.extras import require
+
+        require("validate", "ctl validate --engine local")
         from controlplane.app.context import open_context
         from controlplane.app.models import resolve
         from controlplane.app.validation_checks import validators_check_runner

@@ -138,20 +138,24 @@ class ControllerProcess:
 
     def __init__(self, kubeconfig: Path, namespace: str, log_dir: Path, lease_namespace: str | None = None,
                  ident: str = "c0", lease_duration: float = 4.0, audit_db: str | None = None,
-                 extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
+                 ctl: str | None = None) -> None:
+        """``ctl``: an installed ``ctl`` to run (a role's venv) instead of this checkout's code."""
         self.port = free_port()
         self.ident = ident
         self.log = log_dir / f"controller-{ident}-{time.monotonic_ns()}.log"
-        argv = [sys.executable, "-m", "controlplane.cli.main", "controller", "run", f"--kubeconfig={kubeconfig}",
+        program = [ctl] if ctl else [sys.executable, "-m", "controlplane.cli.main"]
+        argv = [*program, "controller", "run", f"--kubeconfig={kubeconfig}",
                 f"--namespace={namespace}", f"--lease-namespace={lease_namespace or namespace}", f"--id={ident}",
                 f"--port={self.port}", f"--lease-duration={lease_duration}", "--workers=4", "--log-level=INFO"]
         if audit_db:
             argv.append(f"--audit-db={audit_db}")
         argv += extra_args
-        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "CONTROLPLANE_DB_URL")}
+        dropped = ("KUBECONFIG", "CONTROLPLANE_DB_URL") + (("PYTHONPATH",) if ctl else ())
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         env.update(extra_env or {})
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=log_dir if ctl else ROOT, env=env,
                                          start_new_session=True)
 
     def metrics(self) -> dict[str, float]:
