@@ -54,7 +54,7 @@ benchmarks: install
 
 # After changing a pin and passing `make test`: the versions of this environment become the lock.
 constraints: install
-	$(PY) tools/constraints.py > constraints.txt
+	$(PY) .ci/constraints.py > constraints.txt
 
 clean:
 	rm -rf .controlplane .pytest_cache .ruff_cache
