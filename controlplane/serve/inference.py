@@ -51,15 +51,19 @@ class Embedder:
         self.dim = 0  # known after warm_up
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        tokenized = self._encode(texts)
+        if tokenized.truncated and not self.truncate:
+            raise TextTooLong(
+                f"{tokenized.truncated} text(s) longer than the model's {self.max_length} tokens (truncation is off)"
+            )
+        return tokenized
+
+    def _encode(self, texts: Sequence[str]) -> Tokenized:
         try:
             encodings = self._tok.encode_batch(list(texts))
         except Exception as exc:  # tokenizers raises TypeError/Exception for text it cannot take
             raise TokenizationError(f"the tokenizer cannot encode this input ({' '.join(str(exc).split())[:120]})") from None
         truncated = sum(1 for e in encodings if e.overflowing)
-        if truncated and not self.truncate:
-            raise TextTooLong(
-                f"{truncated} text(s) longer than the model's {self.max_length} tokens (truncation is off)"
-            )
         return Tokenized([e.ids[: sum(e.attention_mask)] for e in encodings], truncated)
 
     def run(self, seqs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -80,7 +84,7 @@ class Embedder:
 
     def warm_up(self) -> None:
         """One inference of a short and a full-length text; raises when the output is not healthy."""
-        seqs = self.tokenize(["warm-up", "warm " * (self.max_length * 2)]).seqs
+        seqs = self._encode(["warm-up", "warm " * (self.max_length * 2)]).seqs
         vectors = self.run(seqs)
         if not np.isfinite(vectors).all() or vectors.shape[0] != 2:
             raise InferenceFailed("internal", "warm-up produced non-finite embeddings")

@@ -6,8 +6,10 @@ loading in the background. SIGTERM/SIGINT: stop accepting, finish in-flight requ
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+from types import FrameType
 
 from controlplane.errors import InputError
 from controlplane.serve.options import ServeOptions
@@ -48,7 +50,7 @@ def serve(options: ServeOptions) -> None:
         timeout_graceful_shutdown=options.drain_s,
         timeout_keep_alive=30,
     )
-    server = uvicorn.Server(config)
+    server = _graceful_server(uvicorn.Server)(config)
 
     def stop(message: str) -> None:
         server.should_exit = True
@@ -59,3 +61,17 @@ def serve(options: ServeOptions) -> None:
     server.run(sockets=[sock])
     if state.fatal:
         raise InputError(f"cannot serve {fetched.version.ref}: {state.fatal}")
+
+
+def _graceful_server(base: type) -> type:
+    """uvicorn's Server, except that after draining on SIGTERM the process exits 0: uvicorn re-raises the
+    signal it caught, which would end the process with -15 on every pod rotation."""
+
+    class GracefulServer(base):  # type: ignore[misc, valid-type]
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for in-flight requests
+            else:
+                self.should_exit = True
+
+    return GracefulServer

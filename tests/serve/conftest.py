@@ -71,9 +71,9 @@ class Server:
         req = urllib.request.Request(self.url + path, data=body, method=method, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, dict(resp.headers), resp.read()
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), err.read()
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
     def post(self, path: str, doc: Any, timeout: float = 60) -> tuple[int, Any]:
         status, _, body = self.request("POST", path, json.dumps(doc).encode(), timeout)
