@@ -215,7 +215,7 @@ def create_app(state: ServerState) -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
-    document = openapi_document()
+    document = openapi_document(state.name, state.version)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)

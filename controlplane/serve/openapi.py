@@ -21,8 +21,6 @@ def _reply(description: str, schema: str, headers: dict[str, Any] | None = None)
 
 
 _RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
@@ -166,12 +164,23 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+def _path_param(name: str, example: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "example": example}
+
+
+_INFER_EXAMPLE = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["hello", "a longer sentence"]}]}
+_EMBEDDINGS_EXAMPLE = {"input": ["hello", "a longer sentence"]}
+
+
 def _infer(params: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "post": {
             "summary": "Embed texts (Open Inference Protocol v2)",
             "parameters": params,
-            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("InferRequest")}}},
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": _ref("InferRequest"), "example": _INFER_EXAMPLE}},
+            },
             "responses": {
                 "200": _reply("FP32 embeddings, shape [n, dim]", "InferResponse"),
                 "400": _reply("bad input", "Error"),
@@ -187,7 +196,9 @@ def _get(summary: str, schema: str, params: list[dict[str, Any]], extra: dict[st
     return {"get": {"summary": summary, "parameters": params, "responses": {"200": _reply(summary, schema), **extra}}}
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(model: str, version: int) -> dict[str, Any]:
+    """The document for this server; the path parameters' examples name the served model and version."""
+    name, versioned = _path_param("name", model), _path_param("version", str(version))
     not_found = {"404": _reply("unknown model or version", "Error")}
     not_ready = {"503": _reply("not ready", "Ready")}
     model_not_ready = {"503": _reply("not ready", "ModelReady")}
@@ -196,14 +207,17 @@ def openapi_document() -> dict[str, Any]:
         "/v2/health/ready": _get("Readiness: model loaded and warmed up", "Ready", [], not_ready),
         "/v2": _get("Server metadata", "ServerMetadata", [], {}),
     }
-    for prefix, params in (("/v2/models/{name}", [_NAME]), ("/v2/models/{name}/versions/{version}", [_NAME, _VERSION])):
+    for prefix, params in (("/v2/models/{name}", [name]), ("/v2/models/{name}/versions/{version}", [name, versioned])):
         paths[prefix] = _get("Model metadata", "ModelMetadata", params, not_found)
         paths[f"{prefix}/ready"] = _get("Model readiness", "ModelReady", params, {**not_found, **model_not_ready})
         paths[f"{prefix}/infer"] = _infer(params)
     paths["/v1/embeddings"] = {
         "post": {
             "summary": "Embed texts (OpenAI-compatible)",
-            "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("EmbeddingsRequest")}}},
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": _ref("EmbeddingsRequest"), "example": {**_EMBEDDINGS_EXAMPLE, "model": model}}},
+            },
             "responses": {
                 "200": _reply("embeddings", "EmbeddingsResponse"),
                 "400": _reply("bad input", "OpenAIError"),
