@@ -38,7 +38,9 @@ JSON = "application/json"
 class ServerState:
     """What the routes share: the served version, its metrics, and (once loaded) the embedder and batcher."""
 
-    def __init__(self, fetched: Fetched, options: ServeOptions, load: Callable[[], Embedder]) -> None:
+    def __init__(
+        self, fetched: Fetched, options: ServeOptions, load: Callable[[], Embedder], started: float | None = None
+    ) -> None:
         self.name = fetched.version.name
         self.version = fetched.version.version
         self.options = options
@@ -49,7 +51,7 @@ class ServerState:
         self.batcher: Batcher | None = None
         self.fatal: str | None = None  # why loading failed: the server exits 2 with this line
         self.on_fatal: Callable[[str], None] = lambda message: None
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started  # perf_counter() at the command's start
 
     @property
     def ready(self) -> bool:

@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from types import FrameType
 
 from controlplane.errors import InputError
@@ -36,8 +37,9 @@ def serve(options: ServeOptions) -> None:
     from controlplane.serve import loader
     from controlplane.serve.app import ServerState, create_app
 
+    started = time.perf_counter()
     fetched = loader.resolve_and_fetch(options.model_ref)
-    state = ServerState(fetched, options, lambda: loader.load(fetched, options.truncate, options.threads))
+    state = ServerState(fetched, options, lambda: loader.load(fetched, options.truncate, options.threads), started)
     sock = listen(options.host, options.port)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
     config = uvicorn.Config(
