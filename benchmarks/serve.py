@@ -3,8 +3,9 @@
 Closed-loop clients (each sends one text, waits for the answer, sends the next) at concurrency 1, 8 and 32,
 the texts cycling through the local corpus (short queries and long passages). Peers, all in this run:
 
-* floor: onnxruntime called in-process with ideal batches (a batch of ``concurrency`` texts at a time,
-  every text's latency is its batch's time); the same files, the same pooling;
+* floor: onnxruntime called in-process with ideal batches (``concurrency`` texts at a time, length-sorted
+  and cut into batches of similar lengths; every text's latency is its group's time); the same files,
+  the same pooling;
 * ``ctl serve`` (a subprocess, OpenAI ``/v1/embeddings``);
 * ``mlflow models serve`` on a pyfunc logged from the same registered files (``/invocations``); MLflow cannot
   serve the registered version itself: it is plain ONNX files, not an MLflow model;
@@ -60,11 +61,15 @@ def summary(latencies: list[float], texts: int, seconds: float) -> dict[str, flo
 
 
 def floor(folder: Path, concurrency: int, seconds: float) -> dict[str, float]:
+    """``concurrency`` texts at a time, tokenized, length-sorted and cut as ``ctl serve`` cuts them, run
+    back to back in this process: the inference cost alone, no HTTP, no queue."""
     from controlplane.models.encoder import OnnxEncoder
+    from controlplane.serve.batcher import split_by_length
+    from controlplane.serve.inference import Embedder
 
-    encoder = OnnxEncoder(folder)
+    embedder = Embedder(OnnxEncoder(folder))
+    embedder.warm_up()
     corpus = default_corpus()
-    encoder.encode(corpus)  # warm-up
     latencies: list[float] = []
     done, i = 0, 0
     start = time.perf_counter()
@@ -72,7 +77,9 @@ def floor(folder: Path, concurrency: int, seconds: float) -> dict[str, float]:
         batch = [corpus[(i + k) % len(corpus)] for k in range(concurrency)]
         i += concurrency
         t0 = time.perf_counter()
-        encoder.encode(batch, batch_size=concurrency)
+        seqs = sorted(embedder.tokenize(batch).seqs, key=len)
+        for part in split_by_length([len(s) for s in seqs], 16384):
+            embedder.run([seqs[k] for k in part])
         latencies += [time.perf_counter() - t0] * concurrency
         done += concurrency
     return summary(latencies, done, time.perf_counter() - start)
@@ -203,7 +210,7 @@ def log_pyfunc(work: Path, folder: Path, env: dict[str, str]) -> str:
         " code_paths=[{!r}], registered_model_name='bench-minilm-pyfunc', pip_requirements=['onnxruntime'])\n"
         "print('models:/bench-minilm-pyfunc/' + str(info.registered_model_version))"
     ).format(str(work), str(folder), str(work / "bench_pyfunc.py"))
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True, cwd=work)
     uri = out.stdout.strip().splitlines()[-1]
     marker.write_text(uri)
     return uri
@@ -233,6 +240,7 @@ def main() -> None:
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MODEL_URI", "MODEL_ROLE"):
         env.pop(key, None)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'home' / 'mlflow.db'}"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow models serve runs `uvicorn`
     folder = register(work, env)
     results: dict[str, Any] = {}
     if "floor" in peers:

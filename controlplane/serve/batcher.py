@@ -2,9 +2,10 @@
 
 Requests (already tokenized) join one queue. A single worker takes the first waiting request, then
 gathers more for at most ``max_wait_s`` or until ``max_batch_tokens`` tokens are waiting, sorts the
-gathered texts by length and runs them in batches of at most ``max_batch_tokens`` padded tokens
-(texts x longest), on one inference thread. While a batch runs, the next one gathers. The queue is
-bounded in texts: ``submit`` raises ``QueueFull`` instead of letting memory grow.
+gathered texts by length and runs them in batches of similar lengths (``split_by_length``) of at most
+``max_batch_tokens`` padded tokens (texts x longest), on one inference thread. While a batch runs, the
+next one gathers. The queue is bounded in texts: ``submit`` raises ``QueueFull`` instead of letting
+memory grow.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 from controlplane.serve.metrics import ServerMetrics
 
 RunBatch = Callable[[Sequence[Sequence[int]]], np.ndarray]
+PAD_RATIO = 1.5
+PAD_SLACK = 8
 
 
 class QueueFull(Exception):
@@ -126,14 +129,22 @@ class Batcher:
         return [failed.get(j) or outputs[j] for j in range(len(jobs))]  # type: ignore[misc]
 
     def _split(self, texts: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
-        """Consecutive runs of the length-sorted texts whose padded size stays within the token budget."""
-        batches: list[list[tuple[int, int, int]]] = []
-        current: list[tuple[int, int, int]] = []
-        for text in texts:  # ascending length: the newest text is the batch's longest
-            if current and (len(current) + 1) * text[0] > self.max_batch_tokens:
-                batches.append(current)
-                current = []
-            current.append(text)
-        if current:
+        return [[texts[k] for k in batch] for batch in split_by_length([t[0] for t in texts], self.max_batch_tokens)]
+
+
+def split_by_length(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of ascending ``lengths`` cut into consecutive batches: each stays within ``max_tokens`` padded
+    tokens (texts x longest), and a batch's longest text is at most ``PAD_RATIO`` x its shortest + ``PAD_SLACK``
+    tokens, so padding stays small (a 10-token query is not padded to a 128-token passage)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for k, length in enumerate(lengths):  # ascending: the newest text is the batch's longest
+        if current and (
+            (len(current) + 1) * length > max_tokens or length > PAD_RATIO * lengths[current[0]] + PAD_SLACK
+        ):
             batches.append(current)
-        return batches
+            current = []
+        current.append(k)
+    if current:
+        batches.append(current)
+    return batches
