@@ -153,7 +153,7 @@ def http_peer(
     seconds: float, log: Path,
 ) -> dict[str, Any]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent)
     try:
         ready_s = wait_http(ready_url, proc)
         rows = {c: asyncio.run(closed_loop(url, body, c, seconds)) for c in CONCURRENCY}

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -49,6 +49,7 @@ class ServerState:
         self._load = load
         self.embedder: Embedder | None = None
         self.batcher: Batcher | None = None
+        self.arriving = 0  # inference requests read or tokenized but not yet queued
         self.fatal: str | None = None  # why loading failed: the server exits 2 with this line
         self.on_fatal: Callable[[str], None] = lambda message: None
         self.started = time.perf_counter() if started is None else started  # perf_counter() at the command's start
@@ -66,10 +67,30 @@ class ServerState:
             self.on_fatal(self.fatal)
             return
         o = self.options
-        self.batcher = Batcher(self.embedder.run, self.metrics, o.max_batch_tokens, o.max_wait_ms / 1000.0, o.max_queue_texts)
+        self.batcher = Batcher(
+            self.embedder.run, self.metrics, o.max_batch_tokens, o.max_wait_ms / 1000.0, o.max_queue_texts,
+            lambda: self.arriving,
+        )
         self.batcher.start()
         self.metrics.load_seconds.set(time.perf_counter() - self.started)
         log.warning("ready: %s:v%d (%s)", self.name, self.version, ",".join(self.embedder.encoder.session.get_providers()))
+
+
+class Arrival:
+    """Counts a request in ``state.arriving`` from its first byte until it is queued (or fails), so the
+    batcher waits for requests on their way and never for nothing."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state: ServerState | None = state
+        state.arriving += 1
+
+    def done(self) -> None:
+        if self._state is not None:
+            self._state.arriving -= 1
+            self._state = None
+
+
+Responder = Callable[[Any, Arrival], Awaitable[Response]]
 
 
 def oip_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -107,7 +128,7 @@ def create_app(state: ServerState) -> Starlette:
             return f"version {version!r} of {name!r} is not served here (serving {state.version})"
         return None
 
-    async def embed(texts: list[str]) -> tuple[Any, int]:
+    async def embed(texts: list[str], arrival: Arrival) -> tuple[Any, int]:
         """Embeddings and token count; raises BadRequest, QueueFull or InferenceFailed."""
         assert state.embedder is not None and state.batcher is not None
         try:
@@ -121,7 +142,11 @@ def create_app(state: ServerState) -> Starlette:
             m.truncations.inc(tokenized.truncated)
         for seq in tokenized.seqs:
             m.tokens.observe(len(seq))
-        vectors = await state.batcher.submit(tokenized.seqs)
+        try:
+            future = state.batcher.submit(tokenized.seqs)
+        finally:
+            arrival.done()
+        vectors = await future
         health = output_health(vectors)
         for reason, count in health.items():
             if count:
@@ -130,17 +155,18 @@ def create_app(state: ServerState) -> Starlette:
             raise InferenceFailed("internal", f"the model produced {health['non_finite']} non-finite embedding(s)")
         return vectors, sum(len(s) for s in tokenized.seqs)
 
-    async def handle(request: Request, respond: Callable[[Any], Any], error: Callable[..., JSONResponse]) -> Response:
+    async def handle(request: Request, respond: Responder, error: Callable[..., JSONResponse]) -> Response:
         """Count one inference request: parse and embed through ``respond``, map every failure to a status."""
         start = time.perf_counter()
         m.inflight.inc()
         outcome = "ok"
+        arrival = Arrival(state)
         try:
             if not state.ready:
                 outcome = "error"
                 return error(503, "the model is still loading", "not_ready", {"Retry-After": RETRY_AFTER_S})
             body = await read_body(request, state.options.max_body_bytes)
-            return await respond(protocol.parse_json(body))
+            return await respond(protocol.parse_json(body), arrival)
         except protocol.BadRequest as exc:
             outcome = "invalid"
             m.errors["bad_input"].inc()
@@ -158,6 +184,7 @@ def create_app(state: ServerState) -> Starlette:
             headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
             return error(status, str(exc), exc.kind, headers)
         finally:
+            arrival.done()
             m.inflight.dec()
             m.request(outcome, time.perf_counter() - start)
 
@@ -165,21 +192,21 @@ def create_app(state: ServerState) -> Starlette:
         return oip_error(status, message, headers)
 
     async def infer(request: Request) -> Response:
-        async def respond(doc: Any) -> Response:
+        async def respond(doc: Any, arrival: Arrival) -> Response:
             mismatch = model_matches(request)
             if mismatch:
                 raise protocol.BadRequest(404, mismatch, "model_not_found")
             parsed = protocol.oip_request(doc, state.options.max_request_texts)
-            vectors, _ = await embed(parsed.texts)
+            vectors, _ = await embed(parsed.texts, arrival)
             return json_response(protocol.oip_response(state.name, state.version, parsed.request_id, vectors))
 
         return await handle(request, respond, oip_err)
 
     async def embeddings(request: Request) -> Response:
-        async def respond(doc: Any) -> Response:
+        async def respond(doc: Any, arrival: Arrival) -> Response:
             assert state.embedder is not None
             parsed = protocol.openai_request(doc, state.options.max_request_texts, state.served, state.embedder.dim)
-            vectors, tokens = await embed(parsed.texts)
+            vectors, tokens = await embed(parsed.texts, arrival)
             return json_response(protocol.openai_response(state.name, vectors, tokens, parsed.base64))
 
         return await handle(request, respond, openai_error)

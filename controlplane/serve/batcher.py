@@ -1,7 +1,8 @@
 """Micro-batching with backpressure.
 
 Requests (already tokenized) join one queue. A single worker takes the first waiting request, then
-gathers more for at most ``max_wait_s`` or until ``max_batch_tokens`` tokens are waiting, sorts the
+gathers more for at most ``max_wait_s`` (and only while other requests are still being received, so a
+lone request never waits) or until ``max_batch_tokens`` tokens are waiting, sorts the
 gathered texts by length and runs them in batches of similar lengths (``split_by_length``) of at most
 ``max_batch_tokens`` padded tokens (texts x longest), on one inference thread. While a batch runs, the
 next one gathers. The queue is bounded in texts: ``submit`` raises ``QueueFull`` instead of letting
@@ -39,9 +40,16 @@ class _Job:
 
 class Batcher:
     def __init__(
-        self, run: RunBatch, metrics: ServerMetrics, max_batch_tokens: int, max_wait_s: float, max_queue_texts: int
+        self,
+        run: RunBatch,
+        metrics: ServerMetrics,
+        max_batch_tokens: int,
+        max_wait_s: float,
+        max_queue_texts: int,
+        arriving: Callable[[], int] = lambda: 0,
     ) -> None:
         self._run = run
+        self._arriving = arriving  # requests being received or tokenized: worth waiting for
         self._metrics = metrics
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_s
@@ -98,7 +106,7 @@ class Batcher:
                 job = self._jobs.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or not self._arriving():  # nothing on its way: run now
                     break
                 try:
                     job = await asyncio.wait_for(self._jobs.get(), remaining)
