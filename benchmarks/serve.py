@@ -11,7 +11,10 @@ the texts cycling through the local corpus (short queries and long passages). Pe
   serve the registered version itself: it is plain ONNX files, not an MLflow model;
 * ``infinity-emb`` (its own virtual environment under the work folder, offline, on the same model directory).
 
-    python benchmarks/serve.py [--work DIR] [--seconds 8] [--peers floor,ctl,mlflow,infinity]
+    python benchmarks/serve.py [--work DIR] [--seconds 9] [--rounds 3] [--peers floor,ctl,mlflow,infinity]
+
+All servers run side by side; the measurement goes in rounds (every peer at every concurrency, in turn), so
+a change of load on a shared machine affects every peer alike.
 
 Prints a Markdown table (texts/s, p50, p99) and writes ``serve-bench.json`` in the work folder.
 """
@@ -29,6 +32,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +57,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def summary(latencies: list[float], texts: int, seconds: float) -> dict[str, float]:
-    return {"texts_per_s": texts / seconds, "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
+@dataclass
+class Measured:
+    latencies: list[float]  # one per text
+    seconds: float
+    failures: int
+
+    def add(self, other: Measured) -> Measured:
+        return Measured(self.latencies + other.latencies, self.seconds + other.seconds, self.failures + other.failures)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "texts_per_s": len(self.latencies) / self.seconds,
+            "p50_ms": percentile(self.latencies, 50) * 1e3,
+            "p99_ms": percentile(self.latencies, 99) * 1e3,
+            "failures": self.failures,
+        }
 
 
 # ---- the floor -------------------------------------------------------------------------------
 
 
-def floor(folder: Path, concurrency: int, seconds: float) -> dict[str, float]:
+def floor(embedder: Any, concurrency: int, seconds: float) -> Measured:
     """``concurrency`` texts at a time, tokenized, length-sorted and cut as ``ctl serve`` cuts them, run
     back to back in this process: the inference cost alone, no HTTP, no queue."""
-    from controlplane.models.encoder import OnnxEncoder
     from controlplane.serve.batcher import split_by_length
-    from controlplane.serve.inference import Embedder
 
-    embedder = Embedder(OnnxEncoder(folder))
-    embedder.warm_up()
     corpus = default_corpus()
     latencies: list[float] = []
     done, i = 0, 0
@@ -82,13 +96,13 @@ def floor(folder: Path, concurrency: int, seconds: float) -> dict[str, float]:
             embedder.run([seqs[k] for k in part])
         latencies += [time.perf_counter() - t0] * concurrency
         done += concurrency
-    return summary(latencies, done, time.perf_counter() - start)
+    return Measured(latencies, time.perf_counter() - start, 0)
 
 
 # ---- closed-loop HTTP clients ------------------------------------------------------------------
 
 
-async def closed_loop(url: str, body: Callable[[str], bytes], concurrency: int, seconds: float) -> dict[str, float]:
+async def closed_loop(url: str, body: Callable[[str], bytes], concurrency: int, seconds: float) -> Measured:
     import aiohttp
 
     corpus = default_corpus()
@@ -118,9 +132,7 @@ async def closed_loop(url: str, body: Callable[[str], bytes], concurrency: int, 
 
         await asyncio.gather(*(client(k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
-    result = summary(latencies, len(latencies), elapsed)
-    result["failures"] = failures
-    return result
+    return Measured(latencies, elapsed, failures)
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> float:
@@ -148,21 +160,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def http_peer(
-    name: str, argv: list[str], env: dict[str, str], ready_url: str, url: str, body: Callable[[str], bytes],
-    seconds: float, log: Path,
-) -> dict[str, Any]:
+@dataclass
+class HttpPeer:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    body: Callable[[str], bytes]
+    ready_s: float
+
+
+def start_peer(
+    name: str, argv: list[str], env: dict[str, str], ready_url: str, url: str, body: Callable[[str], bytes], log: Path
+) -> HttpPeer | str:
+    """The started server, or why it did not start."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent)
     try:
-        ready_s = wait_http(ready_url, proc)
-        rows = {c: asyncio.run(closed_loop(url, body, c, seconds)) for c in CONCURRENCY}
-        return {"ready_s": ready_s, "rows": rows}
+        return HttpPeer(name, proc, url, body, wait_http(ready_url, proc))
     except RuntimeError as exc:
-        tail = log.read_text(errors="replace")[-1500:]
-        return {"error": f"{name}: {exc}\n{tail}"}
-    finally:
         stop(proc)
+        return f"{exc}: {log.read_text(errors='replace')[-300:]}"
 
 
 # ---- set-up ------------------------------------------------------------------------------------
@@ -205,11 +222,13 @@ def log_pyfunc(work: Path, folder: Path, env: dict[str, str]) -> str:
     (work / "bench_pyfunc.py").write_text(PYFUNC)
     code = (
         "import sys, mlflow; sys.path.insert(0, {!r}); from bench_pyfunc import Encoder\n"
+        "if mlflow.get_experiment_by_name('bench-pyfunc') is None:\n"
+        "    mlflow.create_experiment('bench-pyfunc', artifact_location={!r})\n"
         "mlflow.set_experiment('bench-pyfunc')\n"
         "info = mlflow.pyfunc.log_model(name='model', python_model=Encoder(), artifacts={{'model_dir': {!r}}},"
         " code_paths=[{!r}], registered_model_name='bench-minilm-pyfunc', pip_requirements=['onnxruntime'])\n"
         "print('models:/bench-minilm-pyfunc/' + str(info.registered_model_version))"
-    ).format(str(work), str(folder), str(work / "bench_pyfunc.py"))
+    ).format(str(work), (work / "pyfunc-artifacts").as_uri(), str(folder), str(work / "bench_pyfunc.py"))
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True, cwd=work)
     uri = out.stdout.strip().splitlines()[-1]
     marker.write_text(uri)
@@ -230,7 +249,8 @@ def infinity_python(work: Path) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / ".controlplane" / "bench-serve")
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=9.0, help="per peer and concurrency, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peers", default="floor,ctl,mlflow,infinity")
     args = parser.parse_args()
     work = args.work.resolve()
@@ -243,47 +263,89 @@ def main() -> None:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # mlflow models serve runs `uvicorn`
     folder = register(work, env)
     results: dict[str, Any] = {}
-    if "floor" in peers:
-        rows = {c: floor(folder, c, args.seconds) for c in CONCURRENCY}
-        results["floor (onnxruntime in-process, ideal batches)"] = {"rows": rows}
-    if "ctl" in peers:
-        port = free_port()
-        results["ctl serve"] = http_peer(
-            "ctl serve",
-            [sys.executable, "-m", "controlplane.cli.main", "serve", f"models:/{MODEL}/1", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env, f"http://127.0.0.1:{port}/v2/health/ready", f"http://127.0.0.1:{port}/v1/embeddings",
-            lambda t: json.dumps({"input": t}).encode(), args.seconds, work / "ctl-serve.log",
-        )  # fmt: skip
-    if "mlflow" in peers:
-        uri = log_pyfunc(work, folder, env)
-        port = free_port()
-        results["mlflow models serve (pyfunc)"] = http_peer(
-            "mlflow",
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1",
-             "-p", str(port)],
-            env, f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations",
-            lambda t: json.dumps({"inputs": [t]}).encode(), args.seconds, work / "mlflow-serve.log",
-        )  # fmt: skip
-    if "infinity" in peers:
-        python = infinity_python(work)
-        if python is None:
-            results["infinity-emb"] = {"error": f"pip install {INFINITY} failed in {work / 'infinity-venv'}"}
-        else:
-            from controlplane.models import minilm_dir
-
+    started: list[HttpPeer] = []
+    try:
+        if "ctl" in peers:
             port = free_port()
-            ienv = {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
-                    "DO_NOT_TRACK": "1"}  # fmt: skip
-            results["infinity-emb"] = http_peer(
-                "infinity",
-                [str(python.parent / "infinity_emb"), "v2", "--model-id", str(minilm_dir()), "--served-model-name", MODEL,
-                 "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port), "--no-model-warmup"],
-                ienv, f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{port}/embeddings",
-                lambda t: json.dumps({"model": MODEL, "input": [t]}).encode(), args.seconds, work / "infinity.log",
+            got = start_peer(
+                "ctl serve",
+                [sys.executable, "-m", "controlplane.cli.main", "serve", f"models:/{MODEL}/1", "--host", "127.0.0.1",
+                 "--port", str(port)],
+                env, f"http://127.0.0.1:{port}/v2/health/ready", f"http://127.0.0.1:{port}/v1/embeddings",
+                lambda t: json.dumps({"input": t}).encode(), work / "ctl-serve.log",
             )  # fmt: skip
+            keep(results, started, "ctl serve", got)
+        if "mlflow" in peers:
+            uri = log_pyfunc(work, folder, env)
+            port = free_port()
+            got = start_peer(
+                "mlflow",
+                [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+                 "-h", "127.0.0.1", "-p", str(port)],
+                env, f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations",
+                lambda t: json.dumps({"inputs": [t]}).encode(), work / "mlflow-serve.log",
+            )  # fmt: skip
+            keep(results, started, "mlflow models serve (pyfunc)", got)
+        if "infinity" in peers:
+            python = infinity_python(work)
+            if python is None:
+                results["infinity-emb"] = {"error": f"pip install {INFINITY} failed in {work / 'infinity-venv'}"}
+            else:
+                from controlplane.models import minilm_dir
+
+                port = free_port()
+                ienv = {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+                        "DO_NOT_TRACK": "1"}  # fmt: skip
+                got = start_peer(
+                    "infinity",
+                    [str(python.parent / "infinity_emb"), "v2", "--model-id", str(minilm_dir()), "--served-model-name",
+                     MODEL, "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+                    ienv, f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{port}/embeddings",
+                    lambda t: json.dumps({"model": MODEL, "input": [t]}).encode(), work / "infinity.log",
+                )  # fmt: skip
+                keep(results, started, "infinity-emb", got)
+        embedder = None
+        if "floor" in peers:
+            from controlplane.models.encoder import OnnxEncoder
+            from controlplane.serve.inference import Embedder
+
+            embedder = Embedder(OnnxEncoder(folder))
+            embedder.warm_up()
+        # Rounds: every peer at every concurrency in turn, so a load change on a shared machine hits all alike.
+        measured: dict[tuple[str, int], Measured] = {}
+        slice_s = args.seconds / args.rounds
+        for _ in range(args.rounds):
+            for c in CONCURRENCY:
+                if embedder is not None:
+                    add(measured, (FLOOR, c), floor(embedder, c, slice_s))
+                for peer in started:
+                    add(measured, (peer.name, c), asyncio.run(closed_loop(peer.url, peer.body, c, slice_s)))
+        if embedder is not None:
+            results[FLOOR] = {"rows": {c: measured[FLOOR, c].summary() for c in CONCURRENCY}}
+        for peer in started:
+            results[peer.name] = {"ready_s": peer.ready_s, "rows": {c: measured[peer.name, c].summary() for c in CONCURRENCY}}
+    finally:
+        for peer in started:
+            stop(peer.proc)
+    order = [FLOOR, "ctl serve", "mlflow models serve (pyfunc)", "infinity-emb"]
+    results = {k: results[k] for k in sorted(results, key=order.index)}
     (work / "serve-bench.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
+
+
+FLOOR = "floor (onnxruntime in-process, ideal batches)"
+
+
+def keep(results: dict[str, Any], started: list[HttpPeer], name: str, got: HttpPeer | str) -> None:
+    if isinstance(got, str):
+        results[name] = {"error": got}
+    else:
+        got.name = name
+        started.append(got)
+
+
+def add(measured: dict[tuple[str, int], Measured], key: tuple[str, int], more: Measured) -> None:
+    measured[key] = measured[key].add(more) if key in measured else more
 
 
 def print_table(results: dict[str, Any]) -> None:
