@@ -127,7 +127,9 @@ def test_canary_is_a_copy_with_its_own_selector_and_version() -> None:
     assert labels[ROLE_LABEL] == "canary" and labels["app"] == "minilm"
     assert served_uri(canary) == "models:/minilm/3"
     env = canary["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "MODEL_URI", "value": "models:/minilm/3"}]
+    assert [e for e in env if e["name"] == "MODEL_URI"] == [{"name": "MODEL_URI", "value": "models:/minilm/3"}]
+    stable_env = stable["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] != "MODEL_URI"] == [e for e in stable_env if e["name"] != "MODEL_URI"]
     assert served_uri(stable) == "models:/minilm/2"  # the stable object is not modified
 
 
