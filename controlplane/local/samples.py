@@ -1,5 +1,5 @@
 """Per-request outcomes kept in memory for the local metric provider, and the
-Prometheus metrics exported for the same requests (defined once, in ``controlplane.serve.metrics``)."""
+Prometheus metrics exported for the same requests (defined once, in ``controlplane.serving_metrics``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from controlplane.serve.metrics import RequestMetrics
+from controlplane.serving_metrics import RequestMetrics
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from controlplane.serve import protocol
 from controlplane.serve.batcher import Batcher, QueueFull
 from controlplane.serve.inference import Embedder, InferenceFailed, TextTooLong, TokenizationError, output_health
 from controlplane.serve.loader import Fetched
-from controlplane.serve.metrics import ServerMetrics
 from controlplane.serve.openapi import openapi_document
 from controlplane.serve.options import ServeOptions
+from controlplane.serving_metrics import ServerMetrics
 
 log = logging.getLogger("ctl.serve")
 RETRY_AFTER_S = "1"

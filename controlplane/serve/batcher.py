@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controlplane.serve.metrics import ServerMetrics
+from controlplane.serving_metrics import ServerMetrics
 
 RunBatch = Callable[[Sequence[Sequence[int]]], np.ndarray]
 PAD_RATIO = 1.5
