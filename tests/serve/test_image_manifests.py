@@ -98,8 +98,8 @@ def test_prometheus_scrapes_the_metrics_endpoint() -> None:
 
 
 def test_metric_names_match_what_the_slo_judge_reads() -> None:
-    from controlplane.analysis.spec import MetricNames
     from controlplane import serving_metrics as metrics
+    from controlplane.analysis.spec import MetricNames
 
     names = MetricNames()
     assert (names.requests, names.duration) == (f"{metrics.REQUESTS}_total", metrics.DURATION)
