@@ -32,6 +32,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(options: ServeOptions) -> None:
     """Blocks until SIGTERM (then returns) or a load failure (then raises InputError)."""
+    from controlplane.extras import require
+
+    require("serve", "ctl serve")  # the one-line hint naming the extra, before any import that would fail
     import uvicorn
 
     from controlplane.serve import loader
