@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 TEMPLATE_NAME = "attention-model-validation"
 ENTRYPOINT = "validate"
-DEFAULT_IMAGE = "ghcr.io/attn-controlplane/attn-controlplane:0.1.0"
+DEFAULT_IMAGE = "ghcr.io/attn-controlplane/controlplane-validate:0.1.0"  # the Containerfile with EXTRAS=validate,minilm
 STATUS_PARAM = "status"  # output parameter of every check step: passed | warning | failed | error
 OUTPUT_DIR = "/tmp/ctl-validate"
 CPU_REQUESTS = {"cpu": "1", "memory": "2Gi"}
