@@ -194,6 +194,12 @@ def _minilm(_: State) -> str:
     return str(minilm_dir())
 
 
+def check_serve_refuses_unknown_version(state: State, proc: subprocess.CompletedProcess[str]) -> None:
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "minilm" in err and "7" in err, err
+    assert proc.stdout == ""
+
+
 CASES = [
     Case((), lambda s: ["--help"], check_help, json=False, label="--help"),
     Case(("models", "list"), lambda s: ["models", "list"], check_models_list),
@@ -226,6 +232,9 @@ CASES = [
          check_register),
     Case(("controller", "run"), lambda s: ["controller", "run", "--kubeconfig", s["missing"], "--no-leader-elect",
                                            "--port", "-1"], check_controller, code=2, json=False),
+    # ctl serve blocks while it serves (tests/serve drives real servers); here: its wiring up to the registry
+    Case(("serve",), lambda s: ["serve", "minilm:v7", "--port", "0"], check_serve_refuses_unknown_version,
+         code=2, json=False),
 ]
 
 
