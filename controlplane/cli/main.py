@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "controlplane.cli.incidents",
     "controlplane.cli.slo",
     "controlplane.cli.controller",
+    "controlplane.cli.dashboard",
 )
 
 for _module in COMMAND_MODULES:
