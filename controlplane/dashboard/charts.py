@@ -84,12 +84,12 @@ def _analysis_time(analysis: dict[str, Any]) -> float | None:
     return float(end) if isinstance(end, int | float) else None
 
 
-def burn_bars(burn: Sequence[dict[str, Any]], width: int = 520) -> str:
+def burn_bars(burn: Sequence[dict[str, Any]], width: int = 560) -> str:
     """One row per burn window: long and short burn rates as bars against the window's threshold (the
     dashed line); a window that fired is drawn red and labelled FAILING."""
     if not burn:
         return ""
-    row_h, pad_l, pad_r = 34, 150, 110
+    row_h, pad_l, pad_r = 34, 180, 110
     thresholds = [b["burn_threshold"] for b in burn if isinstance(b.get("burn_threshold"), int | float)]
     burns = [v for b in burn for v in (b.get("long_burn"), b.get("short_burn")) if isinstance(v, int | float)]
     top = (max(thresholds) * 2.5 if thresholds else max(burns, default=0) * 1.15) or 1.0  # longer bars are clipped
@@ -100,7 +100,7 @@ def burn_bars(burn: Sequence[dict[str, Any]], width: int = 520) -> str:
         y0 = 4 + i * row_h
         fired = b.get("status") == "fired"
         cls = "bad" if fired else ("ok" if b.get("status") == "ok" else "warn")
-        label = f"{b.get('objective')} {_dur(b.get('long_window_s'))}/{_dur(b.get('short_window_s'))}"
+        label = f"{b.get('objective')} {duration(b.get('long_window_s'))}/{duration(b.get('short_window_s'))}"
         parts.append(f'<text class="axis" x="{pad_l - 6}" y="{y0 + 18}" text-anchor="end">{escape(label)}</text>')
         for j, key in enumerate(("long_burn", "short_burn")):
             value = b.get(key)
@@ -144,13 +144,14 @@ def series(canary: Sequence[float | None], stable: Sequence[float | None], title
     )
 
 
-def _dur(seconds: Any) -> str:
+def duration(seconds: Any) -> str:
+    """A window length for people: whole hours or minutes when exact, else seconds to 3 digits."""
     if not isinstance(seconds, int | float):
         return "?"
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return f"{seconds:.0f}s" if seconds >= 100 else f"{seconds:.3g}s"
 
 
 def _fmt(value: Any) -> str:

@@ -98,20 +98,20 @@ def _analyses(analyses: list[dict[str, Any]]) -> str:
         burn = ev.get("burn") or []
         if burn:
             parts.append(charts.burn_bars(burn))
-            parts.append(_burn_table(burn))
+            parts.append(burn_table(burn))
         parts.append(_comparison(ev))
         parts.append("</article>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def _burn_table(burn: list[dict[str, Any]]) -> str:
+def burn_table(burn: list[dict[str, Any]]) -> str:
     rows, classes = [], []
     for b in burn:
         fired = b.get("status") == "fired"
         status = '<strong class="bad">FAILING: over threshold</strong>' if fired else escape(str(b.get("status")))
         rows.append([escape(str(b.get("objective"))), escape(str(b.get("severity"))),
-                     f"{charts._dur(b.get('long_window_s'))} / {charts._dur(b.get('short_window_s'))}",
+                     f"{charts.duration(b.get('long_window_s'))} / {charts.duration(b.get('short_window_s'))}",
                      f"{num(b.get('long_burn'))}x", f"{num(b.get('short_burn'))}x", f"{num(b.get('burn_threshold'))}x",
                      status])
         classes.append("failing" if fired else "")
