@@ -63,6 +63,9 @@ def timeline(events: Sequence[dict[str, Any]], analyses: Sequence[dict[str, Any]
             parts.append(f'<line class="pause" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{pad_t}" y2="{height - pad_b}">'
                          f'<title>{escape(kind)}</title></line>')
     parts.append(f'<path class="weight" d="{" ".join(path)}"/>')
+    for t, w, kind in points:
+        if kind == "StepStarted":
+            parts.append(f'<text class="axis" x="{x(t) + 3:.1f}" y="{y(w) - 5:.1f}">{w}%</text>')
     for a in analyses:
         at = _analysis_time(a)
         if at is not None:
