@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from controlplane.dashboard import charts, layout, pages
@@ -64,3 +66,44 @@ def test_messages_are_escaped() -> None:
                                                 (300.0, "5m"), (3600.0, "1h"), (4000.5, "4000s")])
 def test_window_lengths_read_well(seconds: float, shown: str) -> None:
     assert charts.duration(seconds) == shown
+
+
+def test_pages_and_the_live_endpoint_follow_the_store(tmp_path: Path) -> None:
+    """The JSON endpoint's etag changes when the rollout does (the page script reloads then) and the
+    rollout is terminal once rolled back; the pages show the phase, the incident and its commands."""
+    import json
+
+    from controlplane.app.context import open_context
+    from controlplane.app.incidents import open_incident
+    from controlplane.dashboard.server import Dashboard
+    from controlplane.settings import load_settings
+
+    board = Dashboard(open_context(load_settings({"CONTROLPLANE_HOME": str(tmp_path)})))
+    store = board.ctx.store
+    spec = {"model": "m", "version": 2, "stable_version": 1, "steps": [5, 100]}
+    record = store.create_rollout(spec, {"phase": "Progressing", "weight": 5, "step_index": 0}, 1.0)
+
+    def api() -> dict[str, object]:
+        status, content_type, body = board.handle(f"/api/rollouts/{record.id}")
+        assert (status, content_type) == (200, "application/json")
+        return json.loads(body)
+
+    first = api()
+    assert first["terminal"] is False and api()["etag"] == first["etag"]
+    assert 'data-poll="/api/rollouts/1"' in board.handle(f"/rollouts/{record.id}")[2].decode()
+
+    store.add_analysis(record.id, 0, 5, "fail", "errors", {"failure_mode": "slo-burn-errors", "burn": BURN}, 2.0)
+    store.save_rollout(record.id, record.revision, spec, {"phase": "RolledBack", "weight": 0, "step_index": 0},
+                       [("RolledBack", "rolled back", {})], 3.0)
+    incident = open_incident(store, failure_mode="slo-burn-errors", severity="page", summary="errors", evidence={},
+                             rollout_id=record.id, model="m", version=2, now=3.0)
+    last = api()
+    assert last["terminal"] is True and last["etag"] != first["etag"]
+
+    page = board.handle(f"/rollouts/{record.id}")[2].decode()
+    assert "RolledBack" in page and "data-poll" not in page and 'class="failing"' in page
+    assert f'href="/incidents/{incident.id}#runbook"' in page and f"ctl runbook {incident.id}" in page
+    assert board.handle(f"/incidents/{incident.id}")[0] == 200
+    assert f'href="/rollouts/{record.id}"' in board.handle("/")[2].decode()
+    assert [board.handle(p)[0] for p in ("/rollouts/7", "/incidents/7", "/nope", "/static/x.js")] == [404] * 4
+    assert board.handle("/static/dashboard.js")[1].startswith("text/javascript")
