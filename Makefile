@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PY
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APT_PACKAGES := postgresql prometheus
+APT_PACKAGES := postgresql prometheus chromium
 
 .PHONY: demo test install system-deps lint unit benchmarks constraints clean
 
@@ -26,9 +26,9 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP)
 
-# PostgreSQL and Prometheus for the integration tests (real servers, started by the tests).
+# PostgreSQL and Prometheus for the integration tests (real servers, started by the tests); chromium for the dashboard browser tests.
 system-deps:
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "installing Debian packages: $(APT_PACKAGES)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
@@ -51,6 +51,7 @@ benchmarks: install
 	$(PY) benchmarks/rollback_latency.py
 	$(PY) benchmarks/controller.py
 	$(PY) benchmarks/fail_fast.py
+	$(PY) benchmarks/dashboard.py
 
 # After changing a pin and passing `make test`: the versions of this environment become the lock.
 constraints: install

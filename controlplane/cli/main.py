@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "controlplane.cli.slo",
     "controlplane.cli.controller",
     "controlplane.cli.serve",
+    "controlplane.cli.dashboard",
 )
 
 for _module in COMMAND_MODULES:

@@ -184,6 +184,10 @@ def check_register(state: State, proc: subprocess.CompletedProcess[str]) -> None
     assert out["tags"]["quantization"].startswith("int8")
 
 
+def check_dashboard_refuses_remote(state: State, proc: subprocess.CompletedProcess[str]) -> None:
+    assert "not a loopback address" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def check_controller(state: State, proc: subprocess.CompletedProcess[str]) -> None:
     assert "no usable Kubernetes configuration" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -235,6 +239,8 @@ CASES = [
     # ctl serve blocks while it serves (tests/serve drives real servers); here: its wiring up to the registry
     Case(("serve",), lambda s: ["serve", "minilm:v7", "--port", "0"], check_serve_refuses_unknown_version,
          code=2, json=False),
+    Case(("dashboard",), lambda s: ["dashboard", "--host", "0.0.0.0"], check_dashboard_refuses_remote, code=2,
+         json=False, label="non-loopback refused"),  # served and read: test_dashboard_serves_the_rollouts
 ]
 
 
@@ -275,6 +281,29 @@ def test_command(case: Case, state: State) -> None:
     if case.json:
         state["out"] = json.loads(proc.stdout)
     case.check(state, proc)
+
+
+def test_dashboard_serves_the_rollouts(state: State) -> None:
+    """`ctl dashboard` on the smoke home: the list shows every rollout with its phase, each rollout page
+    its audit log, the JSON endpoint the same phase and weight as `ctl history`."""
+    import httpx
+
+    from tests.e2e.dashboard_server import dashboard
+
+    ctl: Ctl = state["ctl"]
+    history = ctl.json("history", "minilm")
+    with dashboard(ctl) as url:
+        listing = httpx.get(f"{url}/")
+        assert listing.status_code == 200
+        for rollout in history:
+            assert f'href="/rollouts/{rollout["id"]}"' in listing.text
+            page = httpx.get(f"{url}/rollouts/{rollout['id']}")
+            assert page.status_code == 200 and rollout["phase"] in page.text
+            assert all(e["kind"] in page.text for e in rollout["events"])
+            api = httpx.get(f"{url}/api/rollouts/{rollout['id']}").json()
+            assert (api["rollout"]["phase"], api["rollout"]["weight"], api["terminal"]) == (
+                rollout["phase"], rollout["weight"], True)
+        assert httpx.get(f"{url}/rollouts/999999").status_code == 404
 
 
 def test_the_smoke_home_is_left_with_nothing_active(state: State) -> None:
