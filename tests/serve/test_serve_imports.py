@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.mlflow_server]
 SCRIPT = f"""
 import json, sys
 import controlplane.cli.main
-from controlplane.serve import app, batcher, inference, loader, metrics, openapi, options, protocol, server
+import controlplane.serving_metrics
+from controlplane.serve import app, batcher, inference, loader, openapi, options, protocol, server
 fetched = loader.resolve_and_fetch("models:/{MODEL}/1")
 state = app.ServerState(fetched, options.ServeOptions("models:/{MODEL}/1"), lambda: None)
 app.create_app(state)
