@@ -1,5 +1,6 @@
 """Replayed exposition formats of servers that cannot run here (CUDA builds, a JVM frontend, heavy installs):
-Triton, vLLM, TorchServe and BentoML. These are NOT the real servers: each class renders the text a server
+Triton, vLLM, TorchServe; and BentoML, whose real server tests/integration/test_presets_bentoml.py also runs.
+These are NOT the real servers: each class renders the text a server
 of that kind exposes on ``/metrics`` (names, labels, types, bucket bounds, quirks such as TorchServe's
 trailing commas or counters that appear only once they count something), as their documentation and code
 show it, for the requests ``record`` is told about. Served by ``tests.serving_fixtures.TextExporter`` and

@@ -92,6 +92,9 @@ _ISTIO = (
     Family("istio_requests_total", POD, 'reporter="destination",response_code=~"5.."'),
 )
 
+#: BentoML counts its health probes (kubelet's /livez, /readyz) with the API calls: judge the APIs only.
+_BENTOML_APIS = 'endpoint!~"/(livez|readyz|healthz|metrics)"'
+
 #: The one table of presets.
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -202,13 +205,13 @@ PRESETS: dict[str, Preset] = {
             source="bentoml/_internal/server/http/instruments.py (namespace bentoml_service)",
             labels=Labels("service_name", "service_version"),
             identify=POD_LABELS,
-            total=Family("bentoml_service_request_total"),
-            errors=Family("bentoml_service_request_total", MODEL, 'http_response_code=~"5.."'),
+            total=Family("bentoml_service_request_total", MODEL, _BENTOML_APIS),
+            errors=Family("bentoml_service_request_total", MODEL, f'{_BENTOML_APIS},http_response_code=~"5.."'),
             errors_eager=False,
-            errors_note='bentoml_service_request_total{http_response_code=~"5.."}',
+            errors_note='bentoml_service_request_total{http_response_code=~"5.."} (API endpoints, not probes)',
             latency_note="histogram bentoml_service_request_duration_seconds: threshold SLO, percentiles, mean",
-            histogram=Family("bentoml_service_request_duration_seconds"),
-            latency_total=Family("bentoml_service_request_duration_seconds_count"),
+            histogram=Family("bentoml_service_request_duration_seconds", MODEL, _BENTOML_APIS),
+            latency_total=Family("bentoml_service_request_duration_seconds_count", MODEL, _BENTOML_APIS),
         ),
     )
 }

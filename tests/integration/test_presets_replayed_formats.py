@@ -1,6 +1,6 @@
 """The triton, vllm, torchserve and bentoml presets on REPLAYED exposition formats (not the real servers,
-which cannot run here: see tests/replayed_formats.py for what is replayed and from which source), scraped
-by a real Prometheus. One "pod" per version: stable v2, canaries v3 (healthy), v4 (30 % errors), v5
+BentoML's also runs in test_presets_bentoml.py; tests/replayed_formats.py says what is replayed and from
+which source), scraped by a real Prometheus. One "pod" per version: stable v2, canaries v3 (healthy), v4 (30 % errors), v5
 (800 ms instead of 50 ms). Triton pods are told apart by Triton's own ``version`` label; the others by
 static_configs target labels standing for the relabelled pod labels.
 
