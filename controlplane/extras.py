@@ -23,6 +23,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
               "mlflow"),
     "validate": ("torch", "transformers", "tokenizers", "safetensors", "onnx", "onnxscript", "onnxruntime", "numpy",
                  "matplotlib", "mlflow", "sqlalchemy"),
+    # `ctl slo dashboards`: the Grafana SDK; the serving metrics' names come from controlplane.serving_metrics.
+    "grafana": ("grafana_foundation_sdk", "prometheus_client"),
     # The embedded local target: the registry, the store, two onnxruntime servers, the judge, the gates.
     "all": ("mlflow", "sqlalchemy", "alembic", "onnxruntime", "tokenizers", "numpy", "scipy", "prometheus_client",
             "torch", "transformers", "onnx"),

@@ -54,7 +54,8 @@ def _alert_name(slo: SLOSpec, objective: Objective, severity: str) -> str:
     return name if re.match(r"^[A-Za-z_]", name) else f"SLO{name}"
 
 
-def _windows(slo: SLOSpec) -> list[float]:
+def recorded_windows(slo: SLOSpec) -> list[float]:
+    """The windows (seconds) every objective's SLI is recorded over: the 5 m one and each alert's two."""
     lengths = {CURRENT_WINDOW_S}
     for alert in slo.alerts:
         lengths.update((alert.long_s, alert.short_s))
@@ -65,7 +66,7 @@ def _sli_group(slo: SLOSpec, objective: Objective) -> dict[str, Any]:
     labels = _labels(slo, objective)
     sel = selector(slo.metrics, slo.model)
     rules: list[dict[str, Any]] = []
-    for window in _windows(slo):
+    for window in recorded_windows(slo):
         name = format_duration(window)
         rules.append(
             {

@@ -1,4 +1,5 @@
-"""`ctl slo validate FILE` and `ctl slo rules FILE`: check an SLO spec; generate its Prometheus rules."""
+"""`ctl slo validate FILE`, `ctl slo rules FILE`, `ctl slo dashboards FILE`: check an SLO spec; generate its
+Prometheus rules and its Grafana dashboards."""
 
 from __future__ import annotations
 
@@ -77,6 +78,43 @@ def register(app: typer.Typer) -> None:
             out.write_text(text, encoding="utf-8")
         else:
             typer.echo(text, nl=False)
+
+    @slo_app.command("dashboards")
+    @handle_errors
+    def dashboards_cmd(
+        file: Path = typer.Argument(..., help="SLO file (YAML)."),
+        out: Path = typer.Option(Path("."), "--out", help="Folder the dashboards are written to (created if missing)."),
+    ) -> None:
+        """Grafana dashboards (executive, on-call, debug) as JSON, querying the rules of `ctl slo rules`."""
+        from controlplane.extras import require
+
+        require("grafana", "ctl slo dashboards")
+        from controlplane.analysis.slo import load_slo
+
+        slo = load_slo(file)
+        for path in write_dashboards(slo, out):
+            typer.echo(str(path))
+
+
+def write_dashboards(slo: Any, out: Path) -> list[Path]:
+    """Build all three dashboards, then write ``<model>-<kind>.json`` files into ``out`` (nothing on error)."""
+    import json
+
+    from controlplane.analysis.grafana import build_all
+
+    boards = build_all(slo)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {out}: {err.strerror}") from err
+    paths = []
+    for board in boards.values():
+        path = out / f"{board['uid']}.json"
+        path.write_text(json.dumps(board, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def promtool_check(text: str) -> str:
