@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -11,13 +12,18 @@ from controlplane.dashboard.layout import markdown, num, page, phase_badge, tabl
 VERDICT_CLASS = {"pass": "ok", "fail": "bad", "inconclusive": "warn", "passed": "ok", "failed": "bad", "error": "bad"}
 
 
-def rollouts_page(rollouts: list[dict[str, Any]], etag: str) -> str:
+def notices(lines: Sequence[str]) -> str:
+    """What could not be read (e.g. the API server's 403s under the controller's RBAC), one line each."""
+    return "".join(f'<p class="notice bad" role="status">{escape(line)}</p>' for line in lines)
+
+
+def rollouts_page(rollouts: list[dict[str, Any]], etag: str, problems: Sequence[str] = ()) -> str:
     rows = [
         [f'<a href="/rollouts/{r["id"]}">#{r["id"]}</a>', escape(r["ref"]), phase_badge(r["phase"]),
          _weight(r["weight"]), escape(_steps(r)), escape(str(r.get("message") or "")), when(r["updated_at"])]
         for r in rollouts
     ]
-    body = "<h1>Rollouts</h1>" + (
+    body = "<h1>Rollouts</h1>" + notices(problems) + (
         table(["rollout", "ref", "phase", "weight", "step", "last message", "updated"], rows, "rollouts")
         if rows else '<p class="muted">no rollouts yet: <code>ctl promote MODEL:vN</code> starts one</p>'
     )

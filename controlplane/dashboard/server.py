@@ -11,7 +11,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from controlplane.app.context import Context
 from controlplane.dashboard import data, pages
@@ -27,7 +27,7 @@ HEADERS = {
 Response = tuple[int, str, bytes]
 
 
-def check_bind(host: str, allow_remote: bool) -> None:
+def check_bind(host: str, allow_remote: bool, flag: str = "--allow-remote") -> None:
     """InputError unless ``host`` is a loopback address (or ``allow_remote``): the dashboard has no login."""
     if allow_remote or host == "localhost":
         return
@@ -38,7 +38,7 @@ def check_bind(host: str, allow_remote: bool) -> None:
     if not loopback:
         raise InputError(
             f"refusing to bind the dashboard to {host!r}: not a loopback address and the dashboard has no "
-            "authentication (use --allow-remote to bind it anyway)"
+            f"authentication (use {flag} to bind it anyway)"
         )
 
 
@@ -64,44 +64,53 @@ class Dashboard:
                 try:
                     return view(*match.groups())
                 except NotFoundError as exc:
-                    return _html(pages.not_found(str(exc)), HTTPStatus.NOT_FOUND)
-        return _html(pages.not_found(f"no page at {path}"), HTTPStatus.NOT_FOUND)
+                    return html(pages.not_found(str(exc)), HTTPStatus.NOT_FOUND)
+        return html(pages.not_found(f"no page at {path}"), HTTPStatus.NOT_FOUND)
 
     def index(self) -> Response:
         rollouts = data.rollouts(self.ctx)
-        return _html(pages.rollouts_page(rollouts, data.etag(rollouts)))
+        return html(pages.rollouts_page(rollouts, data.etag(rollouts)))
 
     def rollout(self, rollout_id: str) -> Response:
         r = data.rollout(self.ctx, int(rollout_id))
-        return _html(pages.rollout_page(r, data.etag(r), live=not data.terminal(r["phase"])))
+        return html(pages.rollout_page(r, data.etag(r), live=not data.terminal(r["phase"])))
 
     def incident(self, incident_id: str) -> Response:
-        return _html(pages.incident_page(data.incident(self.ctx, int(incident_id))))
+        return html(pages.incident_page(data.incident(self.ctx, int(incident_id))))
 
     def api_rollouts(self) -> Response:
         rollouts = data.rollouts(self.ctx)
-        return _json({"etag": data.etag(rollouts), "terminal": False, "rollouts": rollouts})
+        return as_json({"etag": data.etag(rollouts), "terminal": False, "rollouts": rollouts})
 
     def api_rollout(self, rollout_id: str) -> Response:
         r = data.rollout(self.ctx, int(rollout_id))
-        return _json({"etag": data.etag(r), "terminal": data.terminal(r["phase"]), "rollout": r})
+        return as_json({"etag": data.etag(r), "terminal": data.terminal(r["phase"]), "rollout": r})
 
     def static(self, name: str) -> Response:
-        if name not in STATIC:
-            raise NotFoundError(f"no asset {name}")
-        body = resources.files("controlplane.dashboard").joinpath("static", name).read_bytes()
-        return HTTPStatus.OK, STATIC[name], body
+        return static(name)
 
 
-def _html(text: str, status: int = HTTPStatus.OK) -> Response:
+def static(name: str) -> Response:
+    """One of the package's own assets (no CDN)."""
+    if name not in STATIC:
+        raise NotFoundError(f"no asset {name}")
+    body = resources.files("controlplane.dashboard").joinpath("static", name).read_bytes()
+    return HTTPStatus.OK, STATIC[name], body
+
+
+class Handles(Protocol):
+    def handle(self, path: str) -> Response: ...
+
+
+def html(text: str, status: int = HTTPStatus.OK) -> Response:
     return status, "text/html; charset=utf-8", text.encode()
 
 
-def _json(payload: Any) -> Response:
-    return HTTPStatus.OK, "application/json", json.dumps(payload, default=str).encode()
+def as_json(payload: Any, status: int = HTTPStatus.OK) -> Response:
+    return status, "application/json", json.dumps(payload, default=str).encode()
 
 
-def make_server(dashboard: Dashboard, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(dashboard: Handles, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "ctl-dashboard"
 
