@@ -28,6 +28,14 @@ def register(app: typer.Typer) -> None:
         audit_db: str = typer.Option(None, "--audit-db", envvar="CONTROLPLANE_DB_URL",
                                      help="SQL store mirroring every rollout's history (the audit log)."),
         log_level: str = typer.Option("INFO", "--log-level"),
+        dashboard_port: int = typer.Option(None, "--dashboard-port",
+                                           help="Serve the read-only dashboard on this port (default: off)."),
+        dashboard_host: str = typer.Option("127.0.0.1", "--dashboard-host",
+                                           help="Its address (loopback unless --dashboard-allow-remote)."),
+        dashboard_allow_remote: bool = typer.Option(False, "--dashboard-allow-remote",
+                                                    help="Allow a non-loopback --dashboard-host (no authentication)."),
+        dashboard_namespace: list[str] = typer.Option(None, "--dashboard-namespace",
+                                                      help="Namespaces it lists (repeat; default: --namespace, else all)."),
     ) -> None:
         """Reconcile every ModelRollout until SIGTERM."""
         import logging
@@ -39,8 +47,14 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+        from controlplane.dashboard.server import check_bind
+        from controlplane.errors import InputError
         from controlplane.extras import require
 
+        if dashboard_port is not None:
+            if not 0 <= dashboard_port <= 65535:
+                raise InputError(f"invalid --dashboard-port {dashboard_port}: use 0-65535")
+            check_bind(dashboard_host, dashboard_allow_remote, "--dashboard-allow-remote")
         require("controller", "ctl controller run")
         from controlplane.adapters.kube import KubeClient
         from controlplane.app.controller import Controller, ControllerOptions, default_identity
@@ -48,7 +62,6 @@ def register(app: typer.Typer) -> None:
         from controlplane.app.kube_edges import PrometheusAnalyzer, TimedSteps
         from controlplane.app.kube_events import KubeEvents
         from controlplane.app.kube_reconcile import Reconciler
-        from controlplane.errors import InputError
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if validation not in ("none", "argo"):
@@ -84,6 +97,19 @@ def register(app: typer.Typer) -> None:
         )
         if stop.is_set():
             raise typer.Exit(0)
+        dashboard = None
+        if dashboard_port is not None:
+            from controlplane.dashboard import cluster
+
+            shown = dashboard_namespace or [namespace]  # [None]: every namespace
+            dashboard = cluster.start(client, shown, dashboard_host, dashboard_port)
+            host, bound = dashboard.server_address[:2]
+            logging.getLogger("controlplane.dashboard").info("dashboard at http://%s:%d/ (read-only)", host, bound)
         controller = Controller(client, reconciler, options, stop=stop)
-        code = controller.run()
+        try:
+            code = controller.run()
+        finally:
+            if dashboard is not None:
+                dashboard.shutdown()
+                dashboard.server_close()
         raise typer.Exit(code)

@@ -107,3 +107,21 @@ def test_pages_and_the_live_endpoint_follow_the_store(tmp_path: Path) -> None:
     assert f'href="/rollouts/{record.id}"' in board.handle("/")[2].decode()
     assert [board.handle(p)[0] for p in ("/rollouts/7", "/incidents/7", "/nope", "/static/x.js")] == [404] * 4
     assert board.handle("/static/dashboard.js")[1].startswith("text/javascript")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
+def test_the_controller_refuses_a_non_loopback_dashboard_before_touching_the_cluster(tmp_path: Path, host: str) -> None:
+    """`ctl controller run --dashboard-host` other than loopback: one line naming the flag, exit 2, at once
+    (the kubeconfig points nowhere: nothing is contacted)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CONTROLPLANE_HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "missing")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli.main", "controller", "run", "--dashboard-port", "8470",
+         "--dashboard-host", host], capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "refusing to bind the dashboard" in proc.stderr
+    assert "--dashboard-allow-remote" in proc.stderr
