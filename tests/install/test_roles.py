@@ -82,6 +82,7 @@ def test_ci_role_has_no_model_libraries_and_runs_the_cli(ci_venv: RoleVenv, tmp_
     (("status",), "store"),
     (("models", "list"), "registry"),
     (("controller", "run"), "controller"),
+    (("slo", "dashboards", "slo.yaml"), "grafana"),
 ])
 def test_a_missing_extra_is_one_line_naming_it(ci_venv: RoleVenv, tmp_path: Path, args: tuple[str, ...],
                                                group: str) -> None:
@@ -90,6 +91,18 @@ def test_a_missing_extra_is_one_line_naming_it(ci_venv: RoleVenv, tmp_path: Path
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert f"pip install 'attn-controlplane[{group}]'" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_grafana_role_writes_the_dashboards(wheel: Path, venvs: Path, tmp_path: Path) -> None:
+    """The base install plus [grafana] is all `ctl slo dashboards` needs (no torch, no controller extra)."""
+    env = make_role_venv(venvs / "grafana", wheel, "grafana")
+    assert not env.importable("torch") and not env.importable("scipy")
+    slo = tmp_path / "slo.yaml"
+    slo.write_text(yaml.safe_dump(SLO))
+    done = ctl(env, tmp_path, "slo", "dashboards", str(slo), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "minilm-debug.json", "minilm-executive.json", "minilm-oncall.json"]
 
 
 def test_registry_role_reads_the_local_sqlite_registry_without_the_mlflow_server(
