@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import prometheus, stat, table, text, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prom_model
 from grafana_foundation_sdk.models import text as text_model
@@ -30,7 +32,6 @@ from controlplane.analysis.rules import recorded_windows
 from controlplane.analysis.slo import SLOSpec
 from controlplane.serving_metrics import DURATION, REQUESTS
 
-KINDS = ("executive", "oncall", "debug")
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SLO = 'sloth_service="$model"'  # the recording rules' series of this model
 SERVED = 'model="$model",version=~"$version"'  # the serving metrics of the chosen versions
@@ -274,6 +275,7 @@ TITLES: dict[str, tuple[str, Callable[[SLOSpec], list[PanelSpec]]]] = {
     "oncall": ("on-call: latency, errors, OOMs, deploys", oncall),
     "debug": ("debug: tokenization, outputs, batching", debug),
 }
+KINDS = tuple(TITLES)
 
 
 def _threshold_config(steps: Sequence[tuple[float, str]]) -> dash.ThresholdsConfig:
@@ -301,10 +303,7 @@ def _build_panel(spec: PanelSpec) -> Any:
     return panel
 
 
-def _line_style() -> Any:
-    from grafana_foundation_sdk.builders import common as common_builders
-    from grafana_foundation_sdk.models import common
-
+def _line_style() -> common_builders.GraphThresholdsStyleConfig:
     return common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)
 
 
