@@ -71,8 +71,8 @@ def check(
                                  "max_positions": float(arch.max_positions), "position_embeddings": float(embeddings)}
     if seq > arch.max_positions:
         return CheckResult(NAME, Status.FAILED, metrics=metrics, thresholds=thresholds, details=details, findings=[
-            f"declared max_seq_len {seq} (from {seq_from}) exceeds the model's {arch.max_positions} usable position "
-            f"embeddings (of {embeddings}): inputs longer than {arch.max_positions} tokens fail at inference (no probe run)"])
+            f"declared max_seq_len {seq} (from {seq_from}) exceeds the model's {_positions(arch.max_positions, embeddings)}: "
+            f"inputs longer than {arch.max_positions} tokens fail at inference (no probe run)"])
 
     run, total = _runner(candidate, device, cfg, arch.vocab_size)
     budget = float(cfg.budget_bytes) if cfg.budget_bytes else cfg.budget_fraction * total
@@ -146,6 +146,12 @@ def check(
         findings.insert(0, f"declared {seq}x{batch} fits: {_gib(required)} with headroom <= {_gib(budget)}")
     return _finish(status, metrics, thresholds, details, findings, probes, curve, workdir, candidate.ref,
                    (seq, batch), arch.max_positions, budget)
+
+
+def _positions(usable: int, embeddings: int) -> str:
+    if usable == embeddings:
+        return f"{usable} position embeddings"
+    return f"{usable} usable positions ({embeddings} position embeddings, ids start at padding_idx + 1)"
 
 
 def declared_config(candidate: ModelUnderTest, cfg: LongSeqMemorySettings,

@@ -27,8 +27,8 @@ _ALT_MAX_POSITIONS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 TAG_PREFIX = "arch."
 GRAPH_MODEL_TYPE = "unknown"  # model_type of an architecture read from an ONNX graph (no config given)
-# Families whose position ids start at padding_idx + 1: they can use max_position_embeddings - pad - 1.
-_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text"})
+# Families whose position ids start at padding_idx + 1 (RoBERTa, XLM-R, MPNet): max_position_embeddings - pad - 1 usable.
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text", "mpnet"})
 
 
 @dataclass(frozen=True)

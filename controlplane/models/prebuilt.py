@@ -58,8 +58,8 @@ def inspect_prebuilt(path: Path | str) -> PrebuiltOnnx:
     files = {"model.onnx": path, **external_files(path)}
     load_onnx(path)  # the ONNX checker, external data included
     proto = onnx.load(str(path), load_external_data=False)
-    session = make_session(path)
-    inputs = [i.name for i in session.get_inputs()]
+    init_names = {t.name for t in proto.graph.initializer}
+    inputs = [i.name for i in proto.graph.input if i.name not in init_names]  # what it takes, before onnxruntime
     missing = [n for n in REQUIRED_INPUTS if n not in inputs]
     if missing:
         raise InputError(f"{path.name} is not a text encoder the server can drive: inputs {inputs} lack {', '.join(missing)}")
@@ -67,6 +67,7 @@ def inspect_prebuilt(path: Path | str) -> PrebuiltOnnx:
     if unknown:
         raise InputError(f"{path.name} takes inputs the encoder cannot feed: {', '.join(unknown)} "
                          f"(it feeds {', '.join(REQUIRED_INPUTS + OPTIONAL_INPUTS)})")
+    session = make_session(path)
     output = embedding_output(session)
     feeds = {"input_ids": _TRIAL_IDS, "attention_mask": np.ones_like(_TRIAL_IDS)}
     if "token_type_ids" in inputs:

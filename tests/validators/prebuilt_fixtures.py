@@ -1,5 +1,5 @@
 """Prebuilt ONNX encoders as other teams ship them, built from the real all-MiniLM-L6-v2 (and from
-small random-weight configs for other encoder families), cached under ``.cache/validators/prebuilt-v1``.
+small random-weight configs for other encoder families), cached under ``.cache/validators/v1/prebuilt-v2``.
 
 Each fixture is a folder laid out as exporters write them: ``model.onnx`` (plus its external-data
 file where the exporter writes one) beside ``tokenizer.json``, ``tokenizer_config.json`` and, for
@@ -20,6 +20,7 @@ weight-only int8 (``MatMulNBits`` bits=8, and ``DequantizeLinear`` of int8 initi
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import Any
 from tests.validators.fixtures import _build, _locked, cache_root
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
-ROOT_NAME = "prebuilt-v1"
+ROOT_NAME = "prebuilt-v2"  # bump when a builder changes
 CALIBRATION_TEXTS = 16
 # name → (style it derives from, builder key)
 FORMATS = {
@@ -227,6 +228,10 @@ def build_family(family: str) -> Path:
         config = AutoConfig.for_model(spec.pop("model_type"), vocab_size=30522, **spec)
         AutoModel.from_config(config).save_pretrained(str(d))
         _tokenizer_files(d, config=False)
+        usable = spec["max_position_embeddings"] - (2 if family in ("roberta", "mpnet") else 0)
+        tok_config = json.loads((d / "tokenizer_config.json").read_text())
+        tok_config["model_max_length"] = min(usable, 128)  # the tokenizer declares what the model accepts
+        (d / "tokenizer_config.json").write_text(json.dumps(tok_config))
         from controlplane import models
 
         models.export_onnx(d, d / "model.onnx")

@@ -20,7 +20,7 @@ import pytest
 from controlplane.models import sha256_file
 from tests.validators import prebuilt_fixtures as pf
 from validators.result import Status
-from validators.settings import QuantizationSettings, Settings
+from validators.settings import HeadCollapseSettings, QuantizationSettings, Settings
 
 pytestmark = pytest.mark.slow
 REPORT = pf.root() / "report.json"  # the figures docs/validators.md records
@@ -78,18 +78,30 @@ def _bad_input(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
         assert fragment in err, err
 
 
-def _register(home: Home, name: str, folder: Path, *extra: str) -> dict:
-    proc = home.ctl("register", name, "--onnx", str(folder), *extra, "-o", "json")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    home.refs[folder.name] = data["ref"]
-    return data
+# Registered through a ``ctl register --onnx`` subprocess; the other fixtures go through the function
+# that command calls (``register_prebuilt``), which keeps this module inside its time budget.
+THROUGH_CLI = frozenset({"legacy", "dynamo", "legacy-int8-dynamic-per-channel", "ort-fused", "roberta"})
+
+
+def _register(home: Home, name: str, folder: Path, source: str | None = None) -> str:
+    if folder.name in THROUGH_CLI:
+        proc = home.ctl("register", name, "--onnx", str(folder), *(("--source", source) if source else ()), "-o", "json")
+        assert proc.returncode == 0, proc.stderr
+        ref = json.loads(proc.stdout)["ref"]
+    else:
+        from controlplane.app.register import register_prebuilt
+
+        ref = register_prebuilt(home.ctx, name, folder, source=source).version.ref
+    home.refs[folder.name] = ref
+    return ref
+
+
+def _ref(home: Home, folder: Path, source: str | None = None) -> str:
+    return home.refs.get(folder.name) or _register(home, f"minilm-{folder.name}", folder, source)
 
 
 def _source(home: Home, built: dict[str, Path], style: str) -> str:
-    if style not in home.refs:
-        _register(home, f"minilm-{style}", built[style])
-    return home.refs[style]
+    return _ref(home, built[style])
 
 
 def _run(home: Home, ref: str, checks: list[str], settings: Settings | None = None):  # type: ignore[no-untyped-def]
@@ -133,10 +145,8 @@ def test_registers_with_its_format_and_gets_its_verdict(fixture: str, built: dic
     folder = built[fixture]
     style = fixture.split("-int8")[0].split("-fp16")[0]
     quantized = EXPECTED_FORMAT[fixture][1] != "none"
-    extra = ("--source", _source(home, built, style)) if quantized else ()
-    ref = home.refs.get(fixture) or _register(home, f"minilm-{fixture}", folder, *extra)["ref"]
-    data = {"ref": ref}
-    name, version = data["ref"].split(":v")
+    ref = _ref(home, folder, _source(home, built, style) if quantized else None)
+    name, version = ref.split(":v")
     mv = home.ctx.registry.get_version(name, int(version))
     assert (mv.tags["onnx.format"], mv.tags["quantization"]) == EXPECTED_FORMAT[fixture]
     assert mv.tags["arch.source"] == ("config" if (folder / "config.json").is_file() else "graph")
@@ -150,7 +160,7 @@ def test_registers_with_its_format_and_gets_its_verdict(fixture: str, built: dic
              "arch_source": mv.tags["arch.source"], "attention": mv.tags["onnx.attention"]}
     if quantized:
         assert mv.tags["lineage.source"] == home.refs[style]
-        [result] = _run(home, data["ref"], ["quantization-accuracy"]).values()
+        [result] = _run(home, ref, ["quantization-accuracy"]).values()
         assert result.status is _verdict(result.metrics, QuantizationSettings()), result.findings
         entry.update(cosine_mean=round(result.metrics["cosine_mean"], 4), cosine_p1=round(result.metrics["cosine_p1"], 4),
                      cosine_min=round(result.metrics["cosine_min"], 4), verdict=str(result.status))
@@ -159,3 +169,155 @@ def test_registers_with_its_format_and_gets_its_verdict(fixture: str, built: dic
         if fixture.endswith(("per-channel", "fp16")):
             assert result.status is Status.PASSED
     report[fixture] = {**report.get(fixture, {}), **entry}
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def _copy_tokenizer(src: Path, dst: Path) -> Path:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def _no_token_inputs(folder: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["pixel_values"], ["last_hidden_state"])], "vision",
+                              [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                              [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", 3, 8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(folder / "model.onnx"))
+
+
+def _big_tokenizer(src: Path, folder: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    tok.add_tokens([f"brandnewtoken{i}" for i in range(10)])  # ids 30522..30531: past the 30522 embedding rows
+    tok.save(str(folder / "tokenizer.json"))
+
+
+BAD = {  # case → (setup(src folders, tmp) → ctl register arguments, fragment of the one error line)
+    "truncated": "is not a valid ONNX model",
+    "not-onnx": "is not a valid ONNX model",
+    "no-token-inputs": "lack input_ids, attention_mask",
+    "vocab-too-large": "produces ids up to 30531 but model.onnx has 30522 embedding rows",
+    "mismatched-source": "is a different architecture",
+    "missing-external-data": "keeps its weights in model.onnx.data",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_and_registers_nothing(case: str, built: dict[str, Path], home: Home, tmp_path: Path) -> None:
+    legacy = built["legacy"]
+    args: list[str] = ["--onnx", str(tmp_path)]
+    if case == "truncated":
+        (tmp_path / "model.onnx").write_bytes((legacy / "model.onnx").read_bytes()[: 1 << 20])
+    elif case == "not-onnx":
+        (tmp_path / "model.onnx").write_text("this is a README, not a graph\n")
+    elif case == "no-token-inputs":
+        _no_token_inputs(tmp_path)
+    elif case == "vocab-too-large":
+        _big_tokenizer(legacy, tmp_path)
+        args = ["--onnx", str(legacy / "model.onnx"), "--tokenizer", str(tmp_path / "tokenizer.json")]
+    elif case == "mismatched-source":
+        distil = _ref(home, pf.build_family("distilbert"))
+        args = ["--onnx", str(built["legacy-int8-dynamic-per-channel"]), "--source", distil]
+    elif case == "missing-external-data":
+        (tmp_path / "model.onnx").write_bytes((built["dynamo"] / "model.onnx").read_bytes())
+    if case not in ("vocab-too-large", "mismatched-source"):
+        _copy_tokenizer(legacy, tmp_path)
+    name = f"bad-{case}"
+    _bad_input(home.ctl("register", name, *args), BAD[case])
+    assert home.versions(name) == []  # nothing registered, not even an empty model
+
+
+# ---- head-collapse on each exporter's graph ----------------------------------------------------
+
+ATTENTION = {  # fixture → how its attention shows: "softmax" (probabilities found) or the fused op named
+    "legacy": "softmax",
+    "dynamo": "softmax",
+    "legacy-int8-static-qdq": "softmax",
+    "legacy-fp16": "softmax",
+    "dynamo-sdpa": "Attention (ai.onnx)",
+    "ort-fused": "Attention (com.microsoft)",
+}
+
+
+@pytest.mark.parametrize("fixture", list(ATTENTION))
+def test_head_collapse_reads_each_exporters_graph(fixture: str, built: dict[str, Path], home: Home,
+                                                  report: dict[str, dict]) -> None:
+    """Probabilities found in every graph that has them (the healthy model passes); fused attention is
+    ``not-inspectable`` with the op named: a warning by default, a failure when the policy refuses it."""
+    ref = _ref(home, built[fixture])
+    [result] = _run(home, ref, ["head-collapse"]).values()
+    if ATTENTION[fixture] == "softmax":
+        assert result.status is Status.PASSED, result.findings
+        assert result.metrics["layer5.mean_similarity"] < 0.95 and "inspection" not in result.details
+        entry = {"head_collapse": f"passed (max pair similarity {result.metrics['max_similarity']:.3f})"}
+    else:
+        assert result.status is Status.WARNING, result.findings
+        [finding] = result.findings
+        assert finding.startswith("not-inspectable:") and ATTENTION[fixture] in finding, finding
+        assert result.details["inspection"] == "not-inspectable" and result.metrics == {"inspectable": 0.0}
+        refused = _run(home, ref, ["head-collapse"], Settings(head_collapse=HeadCollapseSettings(not_inspectable="fail")))
+        assert refused["head-collapse"].status is Status.FAILED
+        entry = {"head_collapse": f"not-inspectable: {ATTENTION[fixture]} x6 (warning; with not_inspectable=fail: failed)"}
+    report[fixture] = {**report.get(fixture, {}), **entry}
+
+
+def test_validate_cli_accepts_or_refuses_fused_attention_by_policy(built: dict[str, Path], home: Home, tmp_path: Path) -> None:
+    ref = _ref(home, built["ort-fused"])
+    accepted = home.ctl("validate", ref, "--checks", "head-collapse", "--device", "cpu", "-o", "json")
+    assert accepted.returncode == 0, accepted.stderr
+    [check] = json.loads(accepted.stdout)["checks"]
+    assert check["status"] == "warning" and check["summary"].startswith("not-inspectable:"), check
+    assert "Attention (com.microsoft)" in check["summary"]
+    policy = tmp_path / "settings.json"
+    policy.write_text(json.dumps({"head_collapse": {"not_inspectable": "fail"}}))
+    refused = home.ctl("validate", ref, "--checks", "head-collapse", "--device", "cpu", "--settings", str(policy), "-o", "json")
+    assert refused.returncode == 1, refused.stderr
+    assert json.loads(refused.stdout)["checks"][0]["status"] == "failed"
+    name, version = ref.split(":v")
+    assert home.ctx.registry.get_version(name, int(version)).tags["validation.head-collapse"] == "failed"
+
+
+# ---- other encoder families (random weights from small configs) --------------------------------
+
+
+@pytest.mark.parametrize("family", list(pf.FAMILIES))
+def test_other_families_register_and_are_checked(family: str, home: Home, report: dict[str, dict]) -> None:
+    """DistilBERT, RoBERTa and MPNet: architecture from the config, attention probabilities found, the
+    tokenizer's declared length checked against the usable positions (RoBERTa and MPNet: 130 - 2)."""
+    folder = pf.build_family(family)
+    ref = _ref(home, folder)
+    name, version = ref.split(":v")
+    tags = home.ctx.registry.get_version(name, int(version)).tags
+    assert (tags["arch.model_type"], tags["arch.layers"], tags["arch.heads"], tags["arch.hidden"]) == (family, "2", "4", "64")
+    assert tags["arch.source"] == "config" and tags["onnx.format"] == "fp32"
+    results = _run(home, ref, ["tokenizer-parity", "head-collapse"])
+    usable = 128
+    assert results["tokenizer-parity"].status is Status.PASSED, results["tokenizer-parity"].findings
+    assert results["tokenizer-parity"].metrics["max_positions"] == usable
+    heads = results["head-collapse"]
+    assert heads.status is not Status.ERROR and "layer1.mean_similarity" in heads.metrics, heads.findings
+    report[family] = {"format": "fp32", "arch_source": "config", "head_collapse": f"{heads.status} (random weights)",
+                      "usable_positions": usable, "position_embeddings": int(tags["arch.max_positions"])}
+
+
+def test_long_seq_uses_robertas_usable_positions(home: Home) -> None:
+    """130 position embeddings, 128 usable: probes stop at 128 (at 130 the graph would fail), and a declared
+    130 fails up front."""
+    from dataclasses import replace
+
+    ref = _ref(home, pf.build_family("roberta"))
+    result = _run(home, ref, ["long-seq-memory"])["long-seq-memory"]
+    assert result.status is Status.PASSED, result.findings
+    assert (result.metrics["max_positions"], result.metrics["position_embeddings"]) == (128, 130)
+    assert max(p["seq_len"] for p in result.details["probes"]) == 128
+    too_long = Settings(long_seq_memory=replace(Settings().long_seq_memory, max_seq_len=130))
+    refused = _run(home, ref, ["long-seq-memory"], too_long)["long-seq-memory"]
+    assert refused.status is Status.FAILED and "128 usable positions (130 position embeddings" in refused.findings[0]
