@@ -321,3 +321,30 @@ def test_long_seq_uses_robertas_usable_positions(home: Home) -> None:
     too_long = Settings(long_seq_memory=replace(Settings().long_seq_memory, max_seq_len=130))
     refused = _run(home, ref, ["long-seq-memory"], too_long)["long-seq-memory"]
     assert refused.status is Status.FAILED and "128 usable positions (130 position embeddings" in refused.findings[0]
+
+
+def test_pooled_output_graph_is_driven_as_the_server_drives_it(built: dict[str, Path], home: Home, tmp_path: Path) -> None:
+    """A graph that returns a pooled ``[batch, hidden]`` embedding under its own name: tagged as such, and
+    the encoder (the one ``ctl serve`` and the checks use) normalizes it instead of pooling it again."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    from controlplane.models.encoder import OnnxEncoder
+
+    legacy = built["legacy"]
+    model = onnx.load(str(legacy / "model.onnx"))
+    model.graph.node.append(helper.make_node("ReduceMean", ["last_hidden_state"], ["sentence_embedding"], axes=[1], keepdims=0))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("sentence_embedding", onnx.TensorProto.FLOAT, ["batch", 384]))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    _copy_tokenizer(legacy, tmp_path)
+    ref = _register(home, "pooled", tmp_path)
+    name, version = ref.split(":v")
+    tags = home.ctx.registry.get_version(name, int(version)).tags
+    assert (tags["onnx.output"], tags["onnx.output_kind"]) == ("sentence_embedding", "pooled")
+    stored = OnnxEncoder(home.ctx.registry.fetch(name, int(version)))
+    texts = ["A man is playing a guitar.", "Quarks and gluons.", "ok"]
+    got = np.concatenate([stored.encode([t]) for t in texts])  # one text per batch: no padding in the mean
+    want = OnnxEncoder(legacy).encode(texts)
+    assert got.shape == (3, 384) and np.allclose(got, want, atol=1e-5)
