@@ -180,13 +180,22 @@ def _copy_tokenizer(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _no_token_inputs(folder: Path) -> None:
+def _small_graph(folder: Path, text: bool) -> None:
+    """A vision graph (no token inputs), or a text graph that takes the right inputs but has no attention."""
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Relu", ["pixel_values"], ["last_hidden_state"])], "vision",
-                              [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-                              [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", 3, 8, 8])])
+    if text:
+        nodes = [helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
+                 helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["ids_f", "mask_f"], ["last_hidden_state"])]
+        inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask")]
+        outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq"])]
+    else:
+        nodes = [helper.make_node("Relu", ["pixel_values"], ["last_hidden_state"])]
+        inputs = [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 8, 8])]
+        outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", 3, 8, 8])]
+    graph = helper.make_graph(nodes, "small", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, str(folder / "model.onnx"))
@@ -204,6 +213,7 @@ BAD = {  # case → (setup(src folders, tmp) → ctl register arguments, fragmen
     "truncated": "is not a valid ONNX model",
     "not-onnx": "is not a valid ONNX model",
     "no-token-inputs": "lack input_ids, attention_mask",
+    "no-attention": "is not an attention encoder",
     "vocab-too-large": "produces ids up to 30531 but model.onnx has 30522 embedding rows",
     "mismatched-source": "is a different architecture",
     "missing-external-data": "keeps its weights in model.onnx.data",
@@ -218,8 +228,8 @@ def test_bad_input_is_one_line_and_registers_nothing(case: str, built: dict[str,
         (tmp_path / "model.onnx").write_bytes((legacy / "model.onnx").read_bytes()[: 1 << 20])
     elif case == "not-onnx":
         (tmp_path / "model.onnx").write_text("this is a README, not a graph\n")
-    elif case == "no-token-inputs":
-        _no_token_inputs(tmp_path)
+    elif case in ("no-token-inputs", "no-attention"):
+        _small_graph(tmp_path, text=case == "no-attention")
     elif case == "vocab-too-large":
         _big_tokenizer(legacy, tmp_path)
         args = ["--onnx", str(legacy / "model.onnx"), "--tokenizer", str(tmp_path / "tokenizer.json")]
