@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from controlplane.errors import InputError
-from controlplane.models.hf import Architecture, architecture_from_config, read_json
+from controlplane.models.hf import Architecture
 from validators.corpus import PROBE
 from validators.result import CheckResult, ModelUnderTest, Status
 from validators.settings import HeadCollapseSettings, Settings
 
 NAME = "head-collapse"
+NOT_INSPECTABLE = "not-inspectable"
+NOT_INSPECTABLE_POLICIES = {"warn": Status.WARNING, "fail": Status.FAILED}
 
 
 @dataclass
@@ -49,7 +51,9 @@ class HeadStats:
 
 
 def _architecture(model: ModelUnderTest) -> Architecture:
-    return architecture_from_config(read_json(model.model_dir / "config.json", "config"), f"{model.ref} config.json")
+    from validators.model_arch import architecture
+
+    return architecture(model)
 
 
 def _providers(device: str) -> list[str]:
@@ -80,7 +84,10 @@ def attention_stats(
     opts.log_severity_level = 4
     try:
         session = ort.InferenceSession(data, sess_options=opts, providers=_providers(device))
-        outputs = session.run(probs + contexts, {"input_ids": ids, "attention_mask": mask})
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in {i.name for i in session.get_inputs()}:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        outputs = session.run(probs + contexts, feeds)
     except Exception as exc:  # onnxruntime's own exception types: the graph cannot run on these inputs
         raise InputError(
             f"{model.ref}: onnxruntime cannot run the attention graph ({' '.join(str(exc).split())[:200]})"
@@ -268,11 +275,19 @@ def heatmaps(
 def check(
     candidate: ModelUnderTest, reference: ModelUnderTest | None, settings: Settings, *, device: str = "cpu", workdir: Path
 ) -> CheckResult:
+    from controlplane.models.onnx_graph import NotInspectable
+
     cfg = settings.head_collapse
+    if cfg.not_inspectable not in NOT_INSPECTABLE_POLICIES:
+        raise InputError(f"head_collapse.not_inspectable must be one of {', '.join(NOT_INSPECTABLE_POLICIES)}, "
+                         f"got {cfg.not_inspectable!r}")
     arch = _architecture(candidate)
-    pyplot = preload_pyplot()
     ids, mask = probe_inputs(candidate, min(cfg.max_probe_tokens, arch.max_positions))
-    stats = attention_stats(candidate, arch, ids, mask, device)
+    try:
+        stats = attention_stats(candidate, arch, ids, mask, device)
+    except NotInspectable as exc:
+        return not_inspectable(candidate, exc, cfg)
+    pyplot = preload_pyplot()
     base = None
     if reference is not None:
         ref_arch = _architecture(reference)
@@ -297,7 +312,7 @@ def check(
                          preload=pyplot)
     stats_file = workdir / "head-collapse-stats.json"
     stats_file.write_text(json.dumps({"candidate": stats.to_dict(), "baseline": base.to_dict() if base else None}))
-    thresholds = {k: float(v) for k, v in vars(cfg).items()}
+    thresholds = {k: float(v) for k, v in vars(cfg).items() if isinstance(v, int | float)}
     details = {
         "probe_texts": len(PROBE),
         "probe_tokens": int(mask.sum()),
@@ -307,3 +322,13 @@ def check(
         "providers": _providers(device),  # onnxruntime without CUDA runs the probe on the CPU
     }
     return CheckResult(NAME, status, metrics, thresholds, findings, [*artifacts, stats_file], details)
+
+
+def not_inspectable(candidate: ModelUnderTest, exc: Any, cfg: HeadCollapseSettings) -> CheckResult:
+    """The verdict on a graph with fused attention: never a pass; a warning or a failure by policy."""
+    status = NOT_INSPECTABLE_POLICIES[cfg.not_inspectable]
+    verdict = "accepted as a warning" if status is Status.WARNING else "refused"
+    finding = (f"{NOT_INSPECTABLE}: {exc} ({verdict} by head_collapse.not_inspectable={cfg.not_inspectable!r}; "
+               "heads were not checked)")
+    details = {"inspection": NOT_INSPECTABLE, "fused_ops": exc.fused, "policy": cfg.not_inspectable}
+    return CheckResult(NAME, status, {"inspectable": 0.0}, {}, [finding], [], details)

@@ -52,22 +52,27 @@ def check(
     device: str = "cpu",
     workdir: Path,
 ) -> CheckResult:
-    from controlplane.models.hf import architecture_from_config, read_json
+    from dataclasses import replace
+
+    from validators.model_arch import architecture, usable_positions
 
     cfg = settings.long_seq_memory
     _check_settings(cfg)
-    arch = architecture_from_config(read_json(candidate.model_dir / "config.json", "config"), candidate.ref)
+    # RoBERTa-style position ids start at padding_idx + 1: 514 embeddings give 512 usable positions,
+    # and that is the longest input any probe or declaration may use.
+    embeddings = architecture(candidate).max_positions
+    arch = replace(architecture(candidate), max_positions=usable_positions(candidate))
     (seq, seq_from), (batch, batch_from) = declared_config(candidate, cfg, arch.max_positions)
     thresholds = {"budget_fraction": cfg.budget_fraction, "headroom": cfg.headroom,
                   "max_positions": float(arch.max_positions)}
     details: dict[str, Any] = {"declared": {"max_seq_len": seq, "from": seq_from, "max_batch": batch,
                                             "batch_from": batch_from}, "device": device}
     metrics: dict[str, float] = {"declared_seq_len": float(seq), "declared_batch": float(batch),
-                                 "max_positions": float(arch.max_positions)}
+                                 "max_positions": float(arch.max_positions), "position_embeddings": float(embeddings)}
     if seq > arch.max_positions:
         return CheckResult(NAME, Status.FAILED, metrics=metrics, thresholds=thresholds, details=details, findings=[
-            f"declared max_seq_len {seq} (from {seq_from}) exceeds the model's {arch.max_positions} position "
-            f"embeddings: inputs longer than {arch.max_positions} tokens fail at inference (no probe run)"])
+            f"declared max_seq_len {seq} (from {seq_from}) exceeds the model's {_positions(arch.max_positions, embeddings)}: "
+            f"inputs longer than {arch.max_positions} tokens fail at inference (no probe run)"])
 
     run, total = _runner(candidate, device, cfg, arch.vocab_size)
     budget = float(cfg.budget_bytes) if cfg.budget_bytes else cfg.budget_fraction * total
@@ -141,6 +146,12 @@ def check(
         findings.insert(0, f"declared {seq}x{batch} fits: {_gib(required)} with headroom <= {_gib(budget)}")
     return _finish(status, metrics, thresholds, details, findings, probes, curve, workdir, candidate.ref,
                    (seq, batch), arch.max_positions, budget)
+
+
+def _positions(usable: int, embeddings: int) -> str:
+    if usable == embeddings:
+        return f"{usable} position embeddings"
+    return f"{usable} usable positions ({embeddings} position embeddings, ids start at padding_idx + 1)"
 
 
 def declared_config(candidate: ModelUnderTest, cfg: LongSeqMemorySettings,

@@ -154,10 +154,9 @@ def _judge_task(metrics: dict[str, float], cfg: QuantizationSettings, findings: 
 
 
 def _same_architecture(candidate: ModelUnderTest, reference: ModelUnderTest) -> None:
-    from controlplane.models.hf import architecture_from_config, read_json
+    from validators.model_arch import architecture
 
-    archs = [architecture_from_config(read_json(m.model_dir / "config.json", "config"), m.ref)
-             for m in (candidate, reference)]
+    archs = [architecture(m) for m in (candidate, reference)]
     if not archs[0].same_shape(archs[1]):
         raise InputError(f"reference {reference.ref} ({archs[1].describe()}) is not the same architecture as "
                          f"{candidate.ref} ({archs[0].describe()})")
@@ -174,7 +173,7 @@ def _providers(device: str) -> list[str]:
 def _embed_both(candidate: ModelUnderTest, reference: ModelUnderTest, texts: Sequence[str], max_length: int,
                 device: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Pooled unit vectors of both models on identical token ids, and the candidate's non-finite count."""
-    from controlplane.models.encoder import OnnxEncoder, mean_pool, tokenize
+    from controlplane.models.encoder import OnnxEncoder, pooled_output, tokenize
 
     providers = _providers(device)
     cand = OnnxEncoder(candidate.onnx_path, candidate.model_dir / "tokenizer.json", providers)
@@ -186,13 +185,14 @@ def _embed_both(candidate: ModelUnderTest, reference: ModelUnderTest, texts: Seq
     chunks_r: list[np.ndarray] = []
     for start in range(0, len(texts), BATCH):
         ids, mask = tokenize(tok, [texts[i] for i in order[start : start + BATCH]])
-        hc = cand.run(ids, mask, [cand.hidden_output])[0]
+        hc = cand.run(ids, mask, [cand.hidden_output])[0]  # token states or a pooled output, whatever the name
         hr = ref.run(ids, mask, [ref.hidden_output])[0]
-        if hc.shape != hr.shape:
-            raise InputError(f"{candidate.ref} and {reference.ref} produce different shapes {hc.shape} vs {hr.shape}")
-        nonfinite += int(np.count_nonzero(~np.isfinite(hc[mask.astype(bool)])))
-        chunks_c.append(mean_pool(np.nan_to_num(hc, nan=0.0, posinf=0.0, neginf=0.0), mask))
-        chunks_r.append(mean_pool(hr, mask))
+        if hc.shape[-1] != hr.shape[-1]:
+            raise InputError(f"{candidate.ref} and {reference.ref} produce embeddings of different widths "
+                             f"{hc.shape[-1]} vs {hr.shape[-1]}")
+        nonfinite += int(np.count_nonzero(~np.isfinite(hc[mask.astype(bool)] if hc.ndim == 3 else hc)))
+        chunks_c.append(pooled_output(np.nan_to_num(hc, nan=0.0, posinf=0.0, neginf=0.0), mask))
+        chunks_r.append(pooled_output(hr, mask))
     out_c, out_r = np.concatenate(chunks_c), np.concatenate(chunks_r)
     out_c[order], out_r[order] = out_c.copy(), out_r.copy()
     return out_c, out_r, nonfinite

@@ -81,21 +81,22 @@ def resolve(registry: ModelRegistry, text: str) -> ModelVersion:
 def materialise(registry: ModelRegistry, mv: ModelVersion) -> ModelUnderTest:
     """Fetch a version and check that its files make a usable attention encoder (InputError if not)."""
     from controlplane.models.encoder import load_tokenizer
-    from controlplane.models.hf import architecture_from_config, read_json
     from controlplane.models.onnx_graph import check_attention_onnx
+    from validators.model_arch import architecture
 
     folder = registry.fetch(mv.name, mv.version)
     onnx_path = folder / "model.onnx"
-    for name in ("model.onnx", "tokenizer.json", "config.json"):
+    for name in ("model.onnx", "tokenizer.json"):
         if not (folder / name).is_file():
             raise InputError(f"{mv.ref} has no {name} artifact: cannot validate it (re-register with ctl register)")
     load_tokenizer(folder / "tokenizer.json")
-    arch = architecture_from_config(read_json(folder / "config.json", "config"), f"{mv.ref} config.json")
+    tags = dict(mv.tags)
+    # config.json, or the arch.* tags ctl register --onnx read from the graph when no config was given
+    arch = architecture(ModelUnderTest(ref=mv.ref, model_dir=folder, onnx_path=onnx_path, tags=tags))
     try:
         info = check_attention_onnx(onnx_path, arch.layers)
     except InputError as exc:
         raise InputError(f"{mv.ref}: {exc}") from None
-    tags = dict(mv.tags)
     tags.setdefault("quantization", "none" if info.precision == "fp32" else info.precision)
     return ModelUnderTest(ref=mv.ref, model_dir=folder, onnx_path=onnx_path, tags=tags)
 
@@ -105,9 +106,9 @@ def quantized(model: ModelUnderTest) -> bool:
 
 
 def _same_architecture(candidate: ModelUnderTest, reference: ModelUnderTest, role: str) -> None:
-    from controlplane.models.hf import architecture_from_config, read_json
+    from validators.model_arch import architecture
 
-    a, b = (architecture_from_config(read_json(m.model_dir / "config.json", "config"), m.ref) for m in (candidate, reference))
+    a, b = (architecture(m) for m in (candidate, reference))
     if not a.same_shape(b):
         raise InputError(
             f"{role} {reference.ref} is a different architecture ({b.describe()}) from {candidate.ref} ({a.describe()})"

@@ -68,6 +68,9 @@ class HeadCollapseSettings:
     max_mean_similarity_increase: float = 0.10  # collapsed layer: +0.25
     max_entropy_shift: float = 0.15  # per head; warning only
     max_probe_tokens: int = 128
+    # A graph whose attention is fused into one op (Attention, MultiHeadAttention, ...) hides the
+    # probabilities: "warn" reports it as a warning (the gate accepts it), "fail" refuses it.
+    not_inspectable: str = "warn"
 
 
 # --- long-seq-memory --------------------------------------------------------------------

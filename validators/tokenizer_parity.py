@@ -21,7 +21,8 @@ from typing import Any
 
 from controlplane.errors import InputError
 from controlplane.models.hashing import vocab_hash
-from controlplane.models.hf import architecture_from_config, read_json
+from controlplane.models.hf import read_json
+from validators import model_arch
 from validators.corpus import ADVERSARIAL, read_corpus
 from validators.result import CheckResult, ModelUnderTest, Status
 from validators.settings import Settings
@@ -139,38 +140,27 @@ def _side_by_side(text: str, category: str, ref: Any, cand: Any) -> tuple[str, d
     }
 
 
-def usable_positions(config: dict[str, Any]) -> int:
-    """Positions an input may use: RoBERTa-style models reserve ``pad_token_id + 1`` of them."""
-    arch = architecture_from_config(config, "config.json")
-    if arch.model_type in {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text"}:
-        return arch.max_positions - int(config.get("pad_token_id", 1)) - 1
-    return arch.max_positions
-
-
 def _onnx_embedding_rows(path: Path) -> int | None:
     """Rows of the table a Gather on ``input_ids`` reads (parsing only: the runner checked the graph)."""
     import onnx
 
+    from controlplane.models.onnx_graph import embedding_rows, embedding_tables
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not parseable: let the checking reader raise its one-line InputError
-        from controlplane.models.onnx_graph import embedding_rows
-
         return embedding_rows(path)
-    inits = {t.name: t for t in model.graph.initializer}
-    rows = [
-        inits[n.input[0]].dims[0]
-        for n in model.graph.node
-        if n.op_type == "Gather" and n.input[0] in inits and n.input[1] == "input_ids" and len(inits[n.input[0]].dims) == 2
-    ]
-    return int(rows[0]) if rows else None
+    word, _ = embedding_tables(model)
+    return word
 
 
 def _embedding_rows(candidate: ModelUnderTest, config: dict[str, Any]) -> tuple[int, str]:
     rows = _onnx_embedding_rows(candidate.onnx_path)
     if rows is not None:
         return rows, "onnx word-embedding table"
-    return int(config.get("vocab_size", 0)), "config vocab_size"
+    if "vocab_size" in config:
+        return int(config["vocab_size"]), "config vocab_size"
+    return int(candidate.tags.get("arch.vocab_size", 0)), "tag arch.vocab_size"
 
 
 def check(
@@ -180,7 +170,7 @@ def check(
     cand_file = tokenizer_file(candidate.model_dir, candidate.ref)
     cand_data, cand_tok = _load(cand_file)
     cand_cfg = _tokenizer_config(cand_file)
-    config = read_json(candidate.model_dir / "config.json", "config")
+    config = model_arch.config(candidate)
 
     if cfg.reference_tokenizer:
         ref_file: Path | None = tokenizer_file(cfg.reference_tokenizer, "--reference-tokenizer")
@@ -239,7 +229,7 @@ def check(
             f"token ids reach {max(max_vocab_id, max_corpus_id)} but the model has {rows} embedding "
             f"rows ({rows_from}): such ids crash or read garbage at inference"
         )
-    positions = usable_positions(config)
+    positions = model_arch.usable_positions(candidate)
     trunc = (cand_data.get("truncation") or {}).get("max_length")
     model_max = cand_cfg.get("model_max_length")
     declared = {

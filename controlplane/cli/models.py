@@ -17,17 +17,33 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def register_cmd(
         name: str = typer.Argument(..., help="Registered model name, e.g. minilm."),
-        model_dir: Path = typer.Option(..., "--model-dir", help="Hugging Face-format model directory."),
-        quantize: str = typer.Option("none", "--quantize", help="none or int8 (per-channel dynamic int8)."),
-        source: str = typer.Option(None, "--source", help="fp32 version a quantized variant derives from."),
+        model_dir: Path = typer.Option(None, "--model-dir", help="Hugging Face-format model directory (exported here)."),
+        onnx: Path = typer.Option(None, "--onnx", help="Prebuilt ONNX file, or a folder with model.onnx and tokenizer files."),
+        tokenizer: Path = typer.Option(None, "--tokenizer", help="With --onnx: tokenizer.json (default: beside the graph)."),
+        config: Path = typer.Option(
+            None, "--config", help="With --onnx: config.json (default: beside the graph, else read from the graph)."),
+        quantize: str = typer.Option("none", "--quantize", help="With --model-dir: none or int8 (per-channel dynamic int8)."),
+        source: str = typer.Option(None, "--source", help="fp32 version NAME:vN a quantized variant derives from."),
         output: OutputFormat = OutputOpt,
     ) -> None:
-        """Export a model directory to ONNX and register it as a new version; prints NAME:vN."""
-        from controlplane.app.context import open_context
-        from controlplane.app.register import register_model
+        """Register a new version (prints NAME:vN): export a model directory to ONNX, or store a prebuilt
+        ONNX exactly as given (format, signature and architecture detected and tagged)."""
+        from controlplane.errors import InputError
 
-        with console.status("exporting and registering…"):
-            result = register_model(open_context(), name, model_dir, quantize, source)
+        if (model_dir is None) == (onnx is None):
+            raise InputError("pass exactly one of --model-dir DIR and --onnx FILE")
+        if onnx is None and (tokenizer is not None or config is not None):
+            raise InputError("--tokenizer and --config go with --onnx")
+        if onnx is not None and quantize != "none":
+            raise InputError("--quantize goes with --model-dir: a prebuilt ONNX is registered as it is")
+        from controlplane.app.context import open_context
+        from controlplane.app.register import register_model, register_prebuilt
+
+        with console.status("checking and registering…" if onnx else "exporting and registering…"):
+            if onnx is not None:
+                result = register_prebuilt(open_context(), name, onnx, tokenizer=tokenizer, config=config, source=source)
+            else:
+                result = register_model(open_context(), name, model_dir, quantize, source)
         mv = result.version
         emit(output, {"ref": mv.ref, "tags": dict(mv.tags), "lineage": result.lineage}, lambda: print(mv.ref))
 

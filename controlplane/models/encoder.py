@@ -72,6 +72,31 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray, normalize: bool = True) -> n
     return pooled
 
 
+def embedding_output(session: Any) -> str:
+    """The output the embeddings come from: ``last_hidden_state`` if the graph has it, else its first
+    rank-3 output (token states, whatever the name), else its first rank-2 output (a pooled embedding)."""
+    outputs = session.get_outputs()
+    names = [o.name for o in outputs]
+    if "last_hidden_state" in names:
+        return "last_hidden_state"
+    for rank in (3, 2):
+        ranked = [o.name for o in outputs if isinstance(o.shape, list) and len(o.shape) == rank]
+        if ranked:
+            return ranked[0]
+    return names[0]
+
+
+def pooled_output(out: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``[batch, hidden]`` unit vectors from token states ``[batch, seq, hidden]`` (mean-pooled) or a
+    pooled ``[batch, hidden]`` output (normalized); InputError for any other shape."""
+    if out.ndim == 3:
+        return mean_pool(out, mask)
+    if out.ndim == 2:
+        pooled = out.astype(np.float32)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    raise InputError(f"the encoder output has shape {list(out.shape)}: expected [batch, seq, hidden] or [batch, hidden]")
+
+
 def resolve_onnx(model: Path | str) -> Path:
     path = Path(model)
     if path.is_dir():
@@ -122,8 +147,7 @@ class OnnxEncoder:
         missing = {"input_ids", "attention_mask"} - set(self.input_names)
         if missing:
             raise InputError(f"{self.onnx_path} is not a text encoder: inputs {self.input_names} lack {sorted(missing)}")
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.hidden_output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+        self.hidden_output = embedding_output(self.session)
         self._tokenizers: dict[int | None, Any] = {}
         self._lock = threading.Lock()
 
@@ -151,6 +175,11 @@ class OnnxEncoder:
         """Raw graph outputs for already tokenized input."""
         return self.session.run(list(outputs) if outputs else None, self.feeds(ids, mask))
 
+    def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Unit vectors for tokenized input: token states mean-pooled, or the graph's own pooled output."""
+        out = self.run(ids, mask, [self.hidden_output])[0]
+        return pooled_output(out, mask)
+
     def encode(self, texts: Sequence[str], max_length: int | None = None, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """``[len(texts), hidden]`` float32 unit vectors; texts are batched by length to limit padding."""
         texts = list(texts)
@@ -161,7 +190,7 @@ class OnnxEncoder:
         chunks = []
         for start in range(0, len(texts), batch_size):
             ids, mask = tokenize(tok, [texts[i] for i in order[start : start + batch_size]])
-            chunks.append(mean_pool(self.run(ids, mask, [self.hidden_output])[0], mask))
+            chunks.append(self.embed(ids, mask))
         pooled = np.concatenate(chunks)
         result = np.empty_like(pooled)
         result[order] = pooled

@@ -54,8 +54,17 @@ def load_torch_model(model_dir: Path) -> Any:
     return model.eval()
 
 
+def takes_token_types(model: Any) -> bool:
+    """BERT and RoBERTa take ``token_type_ids``; DistilBERT and MPNet have no segment embeddings."""
+    import inspect
+
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
 def _wrapper(model: Any, output_attentions: bool) -> Any:
     import torch
+
+    token_types = takes_token_types(model)
 
     class _Encoder(torch.nn.Module):
         """forward(input_ids, attention_mask) calling the HF model by keyword (transformers 5 needs it)."""
@@ -65,12 +74,13 @@ def _wrapper(model: Any, output_attentions: bool) -> Any:
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_types else {}
             out = self.model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids),
                 output_attentions=output_attentions,
                 return_dict=True,
+                **extra,
             )
             if output_attentions:
                 return (out.last_hidden_state, *out.attentions)
@@ -128,9 +138,10 @@ def verify_export(model: Any, onnx_path: Path, tokenizer_json: Path, max_positio
     ids, mask = tokenize(tok, list(VERIFY_TEXTS))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    extra = {"token_type_ids": torch.zeros_like(torch.from_numpy(ids))} if takes_token_types(model) else {}
     with torch.inference_mode():
         ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                    token_type_ids=torch.zeros_like(torch.from_numpy(ids)), output_attentions=attentions)
+                    output_attentions=attentions, **extra)
     valid = mask[..., None].astype(bool)
     diff = float(np.max(np.abs(got[0] - ref.last_hidden_state.numpy()) * valid))
     if attentions:

@@ -48,3 +48,10 @@ def vocab_hash(tokenizer: dict[str, Any]) -> str:
     """Hash of the vocabulary alone (WordPiece/BPE ``vocab``, Unigram pieces, BPE merges)."""
     model = tokenizer.get("model") or {}
     return sha256_json({"vocab": model.get("vocab"), "merges": model.get("merges")})
+
+
+def sha256_files(files: dict[str, Path]) -> str:
+    """One hash over several artifacts: SHA-256 of the sorted ``name sha256`` lines (a graph and its
+    external-data files, so a changed weights file changes the hash even when the graph did not)."""
+    lines = "".join(f"{name} {sha256_file(path)}\n" for name, path in sorted(files.items()))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()

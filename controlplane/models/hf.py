@@ -26,6 +26,9 @@ _DISTILBERT_KEYS = ("n_layers", "n_heads", "dim", "max_position_embeddings", "vo
 _ALT_MAX_POSITIONS = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 TAG_PREFIX = "arch."
+GRAPH_MODEL_TYPE = "unknown"  # model_type of an architecture read from an ONNX graph (no config given)
+# Families whose position ids start at padding_idx + 1 (RoBERTa, XLM-R, MPNet): max_position_embeddings - pad - 1 usable.
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text", "mpnet"})
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,33 @@ class Architecture:
         return {f"{TAG_PREFIX}{k}": str(v) for k, v in asdict(self).items()}
 
     def same_shape(self, other: Architecture) -> bool:
-        """True when two models can be compared head by head (positions may differ)."""
-        return (self.model_type, self.layers, self.heads, self.hidden) == (
-            other.model_type, other.layers, other.heads, other.hidden)
+        """True when two models can be compared head by head (positions may differ). An architecture
+        read from a graph has no model type; it is compared by layers, heads and hidden size only."""
+        types = {self.model_type, other.model_type}
+        return (len(types) == 1 or GRAPH_MODEL_TYPE in types) and (self.layers, self.heads, self.hidden) == (
+            other.layers, other.heads, other.hidden)
 
     def describe(self) -> str:
         return f"{self.model_type} {self.layers}x{self.heads} heads, hidden {self.hidden}, {self.max_positions} positions"
+
+
+def architecture_from_tags(tags: Mapping[str, str], source: str) -> Architecture:
+    """The architecture a registered version's ``arch.*`` tags record (InputError when incomplete)."""
+    names = ("layers", "heads", "hidden", "max_positions", "vocab_size")
+    try:
+        values = [int(tags[f"{TAG_PREFIX}{k}"]) for k in names]
+    except (KeyError, ValueError):
+        raise InputError(f"{source} has neither a config.json nor complete {TAG_PREFIX}* tags") from None
+    return Architecture(tags.get(f"{TAG_PREFIX}model_type", GRAPH_MODEL_TYPE), *values)
+
+
+def usable_positions(arch: Architecture, config: Mapping[str, Any] | None = None) -> int:
+    """Positions an input may use: RoBERTa-style models start position ids at ``pad_token_id + 1``,
+    so they lose ``pad_token_id + 1`` of their ``max_position_embeddings`` (514 → 512)."""
+    if arch.model_type in _OFFSET_POSITIONS:
+        pad = (config or {}).get("pad_token_id", 1)
+        return arch.max_positions - int(pad if isinstance(pad, int) else 1) - 1
+    return arch.max_positions
 
 
 def minilm_dir() -> Path:

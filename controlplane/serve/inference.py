@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from controlplane.models.encoder import OnnxEncoder, mean_pool
+from controlplane.models.encoder import OnnxEncoder, pooled_output
 
 _OOM_MARKERS = ("failed to allocate", "bad_alloc", "out of memory", "outofmemory", "cudaerrormemoryallocation")
 
@@ -80,7 +80,7 @@ class Embedder:
             raise InferenceFailed("out_of_memory", "out of memory running the model") from None
         except Exception as exc:
             raise classify(exc) from None
-        return mean_pool(hidden, mask)
+        return pooled_output(hidden, mask)  # token states mean-pooled, or a prebuilt graph's pooled output
 
     def warm_up(self) -> None:
         """One inference of a short and a full-length text; raises when the output is not healthy."""
