@@ -7,6 +7,9 @@ process behind (they are also killed by the kernel if pytest itself dies). With
 that running cluster instead. When the binaries are not built the k8s tests are skipped
 with the command that builds them; ``make test`` always builds them first.
 
+``k8s_process_pods`` (session): the cluster, skipping where the pod runner's processes cannot bind their
+pod IPs (podnet.py).
+
 ``k8s_namespace`` (function): a fresh namespace, deleted after the test.
 ``k8s_api_client`` (session): an official ``kubernetes`` Python client ApiClient for the admin.
 """
@@ -38,6 +41,14 @@ def k8s_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s_process_pods(k8s_cluster: Cluster) -> Cluster:
+    """The cluster, where the pod runner's processes can bind their pod IPs (skipped where they cannot)."""
+    if k8s_cluster.pod_network_problem:
+        pytest.skip(k8s_cluster.pod_network_problem)
+    return k8s_cluster
 
 
 @pytest.fixture()
