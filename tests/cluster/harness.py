@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 try:  # imported as tests.cluster.harness
-    from . import binaries, pki, podnet, podrunner
+    from . import binaries, dataplane, pki, podnet, podrunner
     from .procs import Proc, die_with_parent, free_ports, http_ok, proc_start_time
 except ImportError:  # run as a script
     import binaries  # type: ignore[no-redef]
+    import dataplane  # type: ignore[no-redef]
     import pki  # type: ignore[no-redef]
     import podnet  # type: ignore[no-redef]
     import podrunner  # type: ignore[no-redef]
@@ -394,9 +395,16 @@ def _up_lock() -> Any:
         yield
 
 
-def up() -> Path:
+def up() -> list[str]:
+    """Start (or find) the background cluster with its data plane; the lines a user needs."""
     with _up_lock():
-        return _up()
+        kubeconfig = _up()
+    lines = [f"KUBECONFIG={kubeconfig}"]
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads((UP_DIR / dataplane.STATE_FILE).read_text())
+        lines += [f"GATEWAY_URL={state['gateway_url']}", f"PROMETHEUS_URL={state['prometheus_url']}",
+                  f"MLFLOW_TRACKING_URI={state['mlflow_tracking_uri']}"]
+    return lines
 
 
 def _up() -> Path:
@@ -407,6 +415,13 @@ def _up() -> Path:
                 return found[1]
     _down()
     cluster = Cluster.start(UP_DIR, daemon=True)
+    if binaries.traefik_built():
+        plane = dataplane.start(cluster, daemon=True)
+        mlflow = dataplane.start_mlflow(cluster, daemon=True)
+        plane.save(UP_DIR, mlflow_tracking_uri=mlflow)
+    else:
+        print(f"cluster: Traefik is not built ({binaries.traefik_dir()}): no gateway, Prometheus or MLflow started",
+              file=sys.stderr)
     (UP_DIR / "ready").touch()
     return cluster.kubeconfig
 
@@ -436,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             binaries.build()
         elif args.command == "up":
-            print(f"KUBECONFIG={up()}")
+            print("\n".join(up()))
         elif args.command == "down":
             print("cluster stopped" if down() else "no cluster running")
         else:
