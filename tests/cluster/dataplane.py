@@ -196,8 +196,9 @@ def start_mlflow(cluster: Any, *, daemon: bool = False) -> str:
     return url
 
 
-def prometheus_query(url: str, expr: str) -> list[dict[str, Any]]:
-    data = urllib.parse.urlencode({"query": expr}).encode()
+def prometheus_query(url: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query (at ``at``, epoch seconds, when given)."""
+    data = urllib.parse.urlencode({"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}).encode()
     with urllib.request.urlopen(f"{url}/api/v1/query", data=data, timeout=10) as resp:
         return list(json.loads(resp.read())["data"]["result"])
 
