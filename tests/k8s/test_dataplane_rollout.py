@@ -199,3 +199,66 @@ def test_healthy_canary_is_promoted_with_traffic_split_as_weighted(
     statuses = stage.load.statuses()
     print(f"gateway answers during the rollout: {dict(statuses)}")
     assert set(statuses) == {200}, stage.load.failed()[:5]
+
+
+def route_weights(kube: KubeClient, ns: str) -> dict[str, int]:
+    backends = kube.get_custom("gateway.networking.k8s.io", "v1", "httproutes", ns, MODEL)["spec"]["rules"][0][
+        "backendRefs"]
+    return {b["name"]: b["weight"] for b in backends}
+
+
+def ci_ctl(kubeconfig: Path, ns: str, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "CONTROLPLANE_NAMESPACE": ns}
+    return subprocess.run([sys.executable, "-m", "controlplane.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def ci_kubeconfig(cluster: Cluster, ns: str) -> Path:
+    """A token of the CI ServiceAccount of manifests/rbac/ci.yaml, bound in ``ns``."""
+    docs = list(yaml.safe_load_all((MANIFESTS / "rbac" / "ci.yaml").read_text()))
+    for doc in docs:
+        if doc["metadata"].get("namespace"):
+            doc["metadata"]["namespace"] = ns
+        for subject in doc.get("subjects") or []:
+            subject["namespace"] = ns
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    return cluster.token_kubeconfig(ns, "attn-controlplane-ci")
+
+
+def test_broken_canary_never_gets_traffic_and_ci_rolls_it_back(
+    stage: Stage, kube: KubeClient, k8s_cluster: Cluster
+) -> None:
+    """v3 (position table cut to 64 rows) over fp32 v1, promoted and rolled back by `ctl` as the CI
+    ServiceAccount: `ctl serve` refuses v3 at its full-length warm-up, so the canary pod restarts (CrashLoopBackOff)
+    and never turns Ready, the controller never moves traffic to it (it waits for the canary to be available),
+    and `ctl rollback --target kubernetes` returns the rollout to stable: no request failed at the gateway."""
+    ns = stage.ns
+    ci = ci_kubeconfig(k8s_cluster, ns)
+    started = ci_ctl(ci, ns, "promote", f"{MODEL}:v3", "--target", "kubernetes", "--steps", "5,25,50,100",
+                     "--step-duration", "20s", "--skip-validation", "--no-wait")
+    assert started.returncode == 0, started.stderr
+
+    def crash_looping() -> bool:
+        pods = k8s_cluster.get(f"/api/v1/namespaces/{ns}/pods?labelSelector=rollouts.attn-controlplane.dev/role%3Dcanary")
+        statuses = [s for p in pods["items"] for s in (p.get("status") or {}).get("containerStatuses") or []]
+        return any(s["restartCount"] >= 2 and not s["ready"] for s in statuses)
+
+    wait_for(crash_looping, 300, "the canary pod restarting", every=1.0)
+    status = get_rollout(kube, ns).get("status") or {}  # the first step never started: no status written yet
+    assert status.get("phase") in (None, "Progressing") and not status.get("weight"), status
+    assert route_weights(kube, ns).get(f"{MODEL}-canary", 0) == 0  # nothing ready, no traffic
+    log = next((k8s_cluster.workdir / "pods").glob(f"{ns}_{MODEL}-canary-*")) / "server.log"
+    assert "cannot serve minilm:v3" in log.read_text()
+    back = ci_ctl(ci, ns, "rollback", MODEL, "--target", "kubernetes")
+    assert back.returncode == 0, back.stderr
+    wait_for(phase_is(kube, ns, "RolledBack"), 120, "RolledBack", every=1.0)
+    wait_for(lambda: kube.get_deployment(ns, f"{MODEL}-canary")["spec"]["replicas"] == 0, 60, "canary scaled down")
+    assert route_weights(kube, ns).get(f"{MODEL}-canary", 0) == 0
+    assert served_uri(kube.get_deployment(ns, MODEL)) == f"models:/{MODEL}/1"
+    statuses = stage.load.statuses()
+    print(f"\ngateway answers during the broken rollout: {dict(statuses)}")
+    assert set(statuses) == {200}, stage.load.failed()[:5]

@@ -1,8 +1,11 @@
 """A load generator for the gateway: embeddings requests at a fixed rate (open loop: a slow answer never
-delays the next request), cycling through a mix of sequence lengths, every answer recorded."""
+delays the next request), drawing each request's length from a mix (seeded random, not a cycle: a weighted
+round robin sends the canary every n-th request, which a cycle would always fill with the same length),
+every answer recorded."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -41,9 +44,12 @@ class Load:
     rate: float = 10.0
     answers: list[Answer] = field(default_factory=list)
 
+    seed: int = 14
+
     def __post_init__(self) -> None:
-        cycle = [name for name, _, share in MIX for _ in range(round(share * 10))]
-        self._cycle = [(name, {"input": text(tokens)}) for name in cycle for n, tokens, _ in MIX if n == name]
+        self._bodies = [(name, {"input": text(tokens)}) for name, tokens, _ in MIX]
+        self._weights = [share for _, _, share in MIX]
+        self._random = random.Random(self.seed)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -69,11 +75,10 @@ class Load:
             self.answers.append(Answer(sent, kind, status, time.monotonic() - started))
 
     def _run(self) -> None:
-        next_at, i = time.monotonic(), 0
+        next_at = time.monotonic()
         while not self._stop.is_set():
-            kind, body = self._cycle[i % len(self._cycle)]
+            kind, body = self._random.choices(self._bodies, self._weights)[0]
             self._pool.submit(self._send, kind, body)
-            i += 1
             next_at += 1.0 / self.rate
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
