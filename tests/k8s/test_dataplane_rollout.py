@@ -262,3 +262,34 @@ def test_broken_canary_never_gets_traffic_and_ci_rolls_it_back(
     statuses = stage.load.statuses()
     print(f"\ngateway answers during the broken rollout: {dict(statuses)}")
     assert set(statuses) == {200}, stage.load.failed()[:5]
+
+
+def test_prometheus_stopped_mid_step_pauses_then_resumes(
+    stage: Stage, kube: KubeClient, k8s_cluster: Cluster
+) -> None:
+    """Healthy v2 over v1, Prometheus stopped once the first step runs: the step is extended, then the rollout
+    pauses on prometheus-unavailable, never promoted; Prometheus started again and the rollout resumed, it
+    goes on to Promoted."""
+    from controlplane.app import kube_commands
+
+    ns = stage.ns
+    kube.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns, rollout(ns, 2, steps=(25, 100)))
+    wait_for(lambda: (get_rollout(kube, ns).get("status") or {}).get("weight") == 25, 300, "the first step",
+             every=1.0)
+    stage.plane.stop_prometheus()
+    try:
+        cr = wait_for(phase_is(kube, ns, "Paused", "Promoted", "RolledBack", "Failed"), 300, "a pause", every=1.0)
+    finally:
+        stage.plane.start_prometheus(k8s_cluster)
+    status = cr["status"]
+    assert status["phase"] == "Paused", (status, stage.controller.output())
+    kinds = [e["kind"] for e in status["history"]]
+    print(f"\nhistory while Prometheus was down: {kinds}")
+    assert "Promoted" not in kinds and "StepExtended" in kinds, kinds
+    paused = [e for e in status["history"] if e["kind"] == "PausedInconclusive"][-1]
+    print(f"pause entry: {json.dumps(paused)}")
+    assert "prometheus-unavailable" in json.dumps(paused), paused
+    kube_commands.intent(kube, ns, MODEL, "resume")
+    cr = wait_for(phase_is(kube, ns, "Promoted", "RolledBack", "Failed"), 300, "the rollout to finish", every=1.0)
+    assert cr["status"]["phase"] == "Promoted", cr["status"]
+    assert set(stage.load.statuses()) == {200}, stage.load.failed()[:5]
