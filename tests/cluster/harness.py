@@ -9,7 +9,7 @@ runs before anything else is installed.
 Command line (``python tests/cluster/harness.py COMMAND``; see README.md)::
 
     build    build the binaries and fetch the CRDs (cached in bin/<versions>/)
-    up       start a cluster in the background, print ``KUBECONFIG=<path>``
+    up       start a cluster and its data plane in the background, print KUBECONFIG=, GATEWAY_URL=, ...
     down     stop the background cluster, leaving no process behind
     status   say whether the background cluster runs
 
