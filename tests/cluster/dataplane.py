@@ -72,6 +72,8 @@ class DataPlane:
 
     def start_prometheus(self, cluster: Any) -> None:
         """Start Prometheus again with the same configuration and storage (after ``stop_prometheus``)."""
+        if self.prometheus in cluster.procs:  # stopped on purpose: not a component that died
+            cluster.procs.remove(self.prometheus)
         self.prometheus = cluster.spawn("prometheus", *self.prometheus_argv)
         _wait(cluster, "prometheus", lambda: http_ok(f"{self.prometheus_url}/-/ready", None, b"Ready"))
 
