@@ -5,7 +5,7 @@ and the engine (spec → RolloutSpec/RouteTarget, engine status → resource sta
     kind: ModelRollout
     spec: {model, version, stableVersion?, deployment, service?, router: {type, ...},
            steps, stepDurationSeconds, analysisIntervalSeconds, maxExtensions,
-           skipValidation, checks, alias, paused, abort, rollback, resumeRequests}
+           skipValidation, checks, slo?, alias, paused, abort, rollback, resumeRequests}
     status: {observedGeneration, phase, stepIndex, weight, stableVersion, message,
              conditions, state (the engine's full status)}
 """
@@ -56,6 +56,7 @@ def engine_spec(cr: Mapping[str, Any], stable_version: int | None) -> RolloutSpe
         router=router_type(cr),
         skip_validation=bool(s.get("skipValidation", False)),
         checks=tuple(s.get("checks") or ()),
+        slo=dict(s["slo"]) if isinstance(s.get("slo"), Mapping) else None,
         paused=bool(s.get("paused", False)),
         abort=bool(s.get("abort", False)),
         rollback=bool(s.get("rollback", False)),

@@ -87,7 +87,13 @@ def register(app: typer.Typer) -> None:
             from controlplane.settings import load_settings
 
             audit = StoreAudit(Context(replace(load_settings(), db_url=audit_db)).store)
-        reconciler = Reconciler(client, analyzer, KubeEvents(client, ident), gate_factory=gate_factory, audit=audit)
+        registry = None
+        if os.environ.get("MLFLOW_TRACKING_URI"):  # the registry whose alias a promotion moves
+            from controlplane.app.context import open_context
+
+            registry = open_context().registry
+        reconciler = Reconciler(client, analyzer, KubeEvents(client, ident), gate_factory=gate_factory, audit=audit,
+                                registry=registry)
         options = ControllerOptions(
             namespace=namespace, identity=ident, leader_elect=leader_elect,
             lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",

@@ -30,6 +30,17 @@ KWOK_MODULE_DIR = HERE / "kwok"
 CRDS_FILE = HERE / "crds.json"
 ARGO_MODULE_DIR = HERE / "argo"
 ARGO_CONTROLLER = "workflow-controller"
+TRAEFIK_MODULE_DIR = HERE / "traefik"
+TRAEFIK = "traefik"
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
+#: Upstream files the Traefik folder holds besides the binary: its Gateway provider's ClusterRole (from the
+#: Traefik module) and the Gateway API CRDs its informers watch beyond those crds.json installs for every
+#: cluster (from the Gateway API module of crds.json, checked against its pinned sum).
+TRAEFIK_RBAC = "docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml"
+TRAEFIK_EXTRA_CRDS = (
+    "config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml",
+    "config/crd/standard/gateway.networking.k8s.io_backendtlspolicies.yaml",
+)
 
 ETCD = "etcd"
 APISERVER = "kube-apiserver"
@@ -191,12 +202,79 @@ def build_argo_controller(*, jobs: int = BUILD_JOBS) -> Path:
     return target
 
 
+def traefik_dir() -> Path:
+    """Traefik's own cache folder ``bin/traefik-<version>_<digest>/``, keyed by traefik/go.mod, go.sum and
+    the upstream files it holds (the k8s binaries' key is untouched by it)."""
+    gomod = TRAEFIK_MODULE_DIR / "go.mod"
+    digest = hashlib.sha256(gomod.read_bytes() + (TRAEFIK_MODULE_DIR / "go.sum").read_bytes()
+                            + "\0".join((TRAEFIK_RBAC, *TRAEFIK_EXTRA_CRDS)).encode()).hexdigest()[:12]
+    return BIN_ROOT / f"traefik-{_module_version(gomod, TRAEFIK_MODULE)}_{digest}"
+
+
+def traefik_built(target: Path | None = None) -> bool:
+    target = target or traefik_dir()
+    return all((target / name).is_file() for name in (TRAEFIK, "rbac.yaml", ".complete"))
+
+
+def build_traefik(*, jobs: int = BUILD_JOBS) -> Path:
+    """Traefik v3 (the Gateway API controller and data plane) from traefik/go.mod, plus its upstream RBAC
+    and the extra Gateway API CRDs, into its own cache folder; only the first build pays (~15 min on 2 cores)."""
+    target = traefik_dir()
+    if traefik_built(target):
+        return target
+    go = find_go()
+    env = _go_env()
+    target.mkdir(parents=True, exist_ok=True)
+    if not (target / TRAEFIK).is_file():
+        version = _module_version(TRAEFIK_MODULE_DIR / "go.mod", TRAEFIK_MODULE)
+        staging = target / f".{TRAEFIK}.tmp"
+        ldflags = f"-s -w -X {TRAEFIK_MODULE}/pkg/version.Version={version}"
+        argv = [go, "build", f"-p={jobs}", "-trimpath", f"-ldflags={ldflags}", f"-o={staging}",
+                f"{TRAEFIK_MODULE}/cmd/traefik"]
+        _run_checked(argv, cwd=TRAEFIK_MODULE_DIR, env=env, what="build traefik")
+        os.replace(staging, target / TRAEFIK)
+    traefik_src = _module_dir(go, TRAEFIK_MODULE, TRAEFIK_MODULE_DIR, env)
+    shutil.copyfile(traefik_src / TRAEFIK_RBAC, target / "rbac.yaml")
+    gateway = next(spec for spec in _crd_specs() if spec["module"] == "sigs.k8s.io/gateway-api")
+    gateway_src = _download(go, f"{gateway['module']}@{gateway['version']}", gateway["sum"], target)
+    (target / "crds").mkdir(exist_ok=True)
+    for rel in TRAEFIK_EXTRA_CRDS:
+        shutil.copyfile(gateway_src / rel, target / "crds" / Path(rel).name)
+    (target / ".complete").write_text("\n".join((TRAEFIK_RBAC, *TRAEFIK_EXTRA_CRDS)) + "\n")
+    _log(f"built {target}")
+    return target
+
+
+def _module_dir(go: str, module: str, cwd: Path, env: dict[str, str]) -> Path:
+    result = subprocess.run([go, "list", "-m", "-f", "{{.Dir}}", module], cwd=cwd, env=env, capture_output=True,
+                            text=True, check=False)
+    found = Path(result.stdout.strip())
+    if result.returncode != 0 or not found.is_dir():
+        raise ClusterError(f"cannot locate the {module} module: {result.stderr.strip()}")
+    return found
+
+
+def _download(go: str, ref: str, expected_sum: str, scratch: Path) -> Path:
+    """``go mod download`` of ``ref`` outside any module, checked against its pinned ``h1:`` sum."""
+    env = dict(os.environ)
+    env["GOFLAGS"] = ""
+    result = subprocess.run([go, "mod", "download", "-json", ref], cwd=scratch, env=env, capture_output=True,
+                            text=True, check=False)
+    info = json.loads(result.stdout or "{}")
+    if result.returncode != 0 or info.get("Error"):
+        raise ClusterError(f"go mod download {ref} failed: {info.get('Error') or result.stderr.strip()}")
+    if info.get("Sum") != expected_sum:
+        raise ClusterError(f"{ref}: checksum {info.get('Sum')} does not match the pinned {expected_sum}")
+    return Path(info["Dir"])
+
+
 def build(*, jobs: int = BUILD_JOBS) -> Path:
-    """Build whatever is missing in bin/<versions>/ (and Argo's controller) and return that folder."""
+    """Build whatever is missing in bin/<versions>/ (and Argo's controller, Traefik) and return that folder."""
     versions = Versions.read()
     target = BIN_ROOT / versions.key
     if is_built(target):
         build_argo_controller(jobs=jobs)
+        build_traefik(jobs=jobs)
         return target
     go = find_go()
     env = _go_env()
@@ -238,6 +316,7 @@ def build(*, jobs: int = BUILD_JOBS) -> Path:
     if not is_built(target):
         raise ClusterError(f"build finished but {target} is incomplete")
     build_argo_controller(jobs=jobs)
+    build_traefik(jobs=jobs)
     _log(f"built {target}")
     return target
 

@@ -11,7 +11,8 @@ CLUSTER_HARNESS := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))/harness.
 cluster-build:
 	@$(CLUSTER_PY) $(CLUSTER_HARNESS) build
 
-# Start the cluster in the background (or find it running); prints one line: KUBECONFIG=<path>
+# Start the cluster and its data plane in the background (or find them running); prints KUBECONFIG=, GATEWAY_URL=,
+# PROMETHEUS_URL=, MLFLOW_TRACKING_URI= (tests/cluster/README.md)
 cluster-up: cluster-build
 	@$(CLUSTER_PY) $(CLUSTER_HARNESS) up
 

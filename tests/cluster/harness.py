@@ -9,7 +9,7 @@ runs before anything else is installed.
 Command line (``python tests/cluster/harness.py COMMAND``; see README.md)::
 
     build    build the binaries and fetch the CRDs (cached in bin/<versions>/)
-    up       start a cluster in the background, print ``KUBECONFIG=<path>``
+    up       start a cluster and its data plane in the background, print KUBECONFIG=, GATEWAY_URL=, ...
     down     stop the background cluster, leaving no process behind
     status   say whether the background cluster runs
 
@@ -44,11 +44,14 @@ from pathlib import Path
 from typing import Any
 
 try:  # imported as tests.cluster.harness
-    from . import binaries, pki
+    from . import binaries, dataplane, pki, podnet, podrunner
     from .procs import Proc, die_with_parent, free_ports, http_ok, proc_start_time
 except ImportError:  # run as a script
     import binaries  # type: ignore[no-redef]
+    import dataplane  # type: ignore[no-redef]
     import pki  # type: ignore[no-redef]
+    import podnet  # type: ignore[no-redef]
+    import podrunner  # type: ignore[no-redef]
     from procs import Proc, die_with_parent, free_ports, http_ok, proc_start_time  # type: ignore[no-redef]
 
 ClusterError = binaries.ClusterError
@@ -64,6 +67,14 @@ NODES: tuple[tuple[str, dict[str, str]], ...] = (
     ("kwok-gpu-0", {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}),
 )
 START_TIMEOUT = 180.0
+ROOT = binaries.HERE.parents[1]
+#: The pod runner's image table: the project image runs this checkout's `ctl` with the harness's Python.
+IMAGES = {
+    "ghcr.io/attn-controlplane/controlplane": {
+        "entrypoint": [sys.executable, "-m", "controlplane.cli.main"], "cmd": ["serve", "--port=8000"],
+        "env": {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+    },
+}
 _log = binaries._log
 
 
@@ -76,6 +87,8 @@ class Cluster:
     procs: list[Proc] = field(default_factory=list)
     owns_workdir: bool = True
     timings: dict[str, float] = field(default_factory=dict)
+    #: why the pod runner's processes cannot bind their pod IPs (podnet.py), None when they can
+    pod_network_problem: str | None = None
     _ssl: ssl.SSLContext | None = field(default=None, repr=False)
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
@@ -125,15 +138,7 @@ class Cluster:
         self._ssl.load_cert_chain(str(kube["admin"].cert), str(kube["admin"].key))
 
         def spawn(name: str, *argv: str) -> None:
-            log = self.workdir / f"{name}.log"
-            with log.open("ab") as out:
-                popen = subprocess.Popen(
-                    [str(bindir / argv[0]), *argv[1:]], cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=None if daemon else die_with_parent,
-                )
-            self.procs.append(Proc(name, popen.pid, proc_start_time(popen.pid), log, None if daemon else popen))
-            if daemon:  # recorded at once: `down` finds them even if this process dies mid-start
-                self.save_state()
+            self.spawn(name, str(bindir / argv[0]), *argv[1:], daemon=daemon)
 
         spawn("etcd", binaries.ETCD, "--name=test", f"--data-dir={self.workdir / 'etcd'}",
               f"--listen-client-urls=http://127.0.0.1:{etcd}", f"--advertise-client-urls=http://127.0.0.1:{etcd}",
@@ -164,9 +169,21 @@ class Cluster:
             spawn("kube-scheduler", binaries.SCHEDULER, *common, f"--secure-port={sched}",
                   f"--kubeconfig={cfg['scheduler']}", f"--authentication-kubeconfig={cfg['scheduler']}",
                   f"--authorization-kubeconfig={cfg['scheduler']}", f"--cert-dir={self.workdir / 'scheduler'}")
-            spawn("kwok", binaries.KWOK, f"--kubeconfig={cfg['kwok']}", f"--config={bindir / binaries.KWOK_STAGES_FILE}",
-                  "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-                  "--cidr=10.244.0.1/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40")
+            stages = self.workdir / binaries.KWOK_STAGES_FILE
+            stages.write_text(kwok_stages((bindir / binaries.KWOK_STAGES_FILE).read_text()))
+            self.pod_network_problem = podnet.ensure_local()
+            if self.pod_network_problem:
+                _log(f"the pod runner's processes cannot bind their pod IPs: {self.pod_network_problem}")
+            subnet, lock = podnet.take_subnet()
+            try:
+                spawn("kwok", binaries.KWOK, f"--kubeconfig={cfg['kwok']}", f"--config={stages}",
+                      "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                      f"--cidr={subnet}", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40")
+                self.spawn("pod-runner", sys.executable, str(Path(__file__).with_name("podrunner.py")),
+                           f"--kubeconfig={cfg['kwok']}", f"--workdir={self.workdir}", f"--images={json.dumps(IMAGES)}",
+                           daemon=daemon, pass_fds=(lock,))  # the runner's copy holds the subnet's lock
+            finally:
+                podnet.release(lock)
             self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(_node_list()))
             for apply in crd_applies:
                 _, err = apply.communicate(timeout=START_TIMEOUT)
@@ -186,6 +203,21 @@ class Cluster:
                     apply.wait()
 
     # ------------------------------------------------------------------ helpers
+    def spawn(self, name: str, *argv: str, daemon: bool = False, env: dict[str, str] | None = None,
+              pass_fds: tuple[int, ...] = ()) -> Proc:
+        """Start a component in its own process group, logging to ``<workdir>/<name>.log``."""
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                list(argv), cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=out, env=env, pass_fds=pass_fds,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=None if daemon else die_with_parent,
+            )
+        proc = Proc(name, popen.pid, proc_start_time(popen.pid), log, None if daemon else popen)
+        self.procs.append(proc)
+        if daemon:  # recorded at once: `down` finds them even if this process dies mid-start
+            self.save_state()
+        return proc
+
     def _wait(self, what: str, ready: Callable[[], Any], timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -276,7 +308,8 @@ class Cluster:
         """A handle on a running cluster (for example one from ``make cluster-up``); stop() is a no-op."""
         config = json.loads(kubeconfig.read_text())
         server = config["clusters"][0]["cluster"]["server"]
-        return cls(kubeconfig.parent, server, kubeconfig, str(binaries.bin_dir() / binaries.KUBECTL), owns_workdir=False)
+        return cls(kubeconfig.parent, server, kubeconfig, str(binaries.bin_dir() / binaries.KUBECTL), owns_workdir=False,
+                   pod_network_problem=None if podnet.is_local() else f"{podnet.POD_NETWORK} is not local")
 
 
 def _remove_stale_workdirs() -> None:
@@ -285,6 +318,46 @@ def _remove_stale_workdirs() -> None:
         pid = path.name.split("-")[1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def kwok_stages(upstream: str) -> str:
+    """kwok's default stages with the pod runner's pods taken out of the pod stages (it runs them), plus
+    one stage that only gives those pods their IP from kwok's --cidr."""
+    docs = upstream.split("\n---\n")
+    marker = "  selector:\n    matchExpressions:\n"
+    excluded = f"    - key: '.metadata.labels[\"{podrunner.OPT_IN_LABEL}\"]'\n      operator: 'DoesNotExist'\n"
+    out = []
+    for doc in docs:
+        if "kind: Pod\n" in doc:
+            if marker not in doc:
+                raise ClusterError("kwok's pod stage has no selector.matchExpressions to extend")
+            doc = doc.replace(marker, marker + excluded, 1)
+        out.append(doc)
+    ready = next(d for d in docs if "name: pod-ready\n" in d)
+    ips = ready[ready.index("      {{ $hostIPs := NodeIPsWith"):ready.index("      phase: Running")]
+    out.append(f"""# the pod runner's pods: only their IPs from kwok (harness.py)
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-runner-ip
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.labels["{podrunner.OPT_IN_LABEL}"]'
+      operator: 'In'
+      values: ['true']
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.podIP'
+      operator: 'DoesNotExist'
+  next:
+    statusTemplate: |
+{ips}      phase: Pending
+""")
+    return "\n---\n".join(out)
 
 
 def _node_list() -> dict[str, Any]:
@@ -322,9 +395,16 @@ def _up_lock() -> Any:
         yield
 
 
-def up() -> Path:
+def up() -> list[str]:
+    """Start (or find) the background cluster with its data plane; the lines a user needs."""
     with _up_lock():
-        return _up()
+        kubeconfig = _up()
+    lines = [f"KUBECONFIG={kubeconfig}"]
+    with contextlib.suppress(OSError, ValueError):
+        state = json.loads((UP_DIR / dataplane.STATE_FILE).read_text())
+        lines += [f"GATEWAY_URL={state['gateway_url']}", f"PROMETHEUS_URL={state['prometheus_url']}",
+                  f"MLFLOW_TRACKING_URI={state['mlflow_tracking_uri']}"]
+    return lines
 
 
 def _up() -> Path:
@@ -335,6 +415,13 @@ def _up() -> Path:
                 return found[1]
     _down()
     cluster = Cluster.start(UP_DIR, daemon=True)
+    if binaries.traefik_built():
+        plane = dataplane.start(cluster, daemon=True)
+        mlflow = dataplane.start_mlflow(cluster, daemon=True)
+        plane.save(UP_DIR, mlflow_tracking_uri=mlflow)
+    else:
+        print(f"cluster: Traefik is not built ({binaries.traefik_dir()}): no gateway, Prometheus or MLflow started",
+              file=sys.stderr)
     (UP_DIR / "ready").touch()
     return cluster.kubeconfig
 
@@ -364,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             binaries.build()
         elif args.command == "up":
-            print(f"KUBECONFIG={up()}")
+            print("\n".join(up()))
         elif args.command == "down":
             print("cluster stopped" if down() else "no cluster running")
         else:

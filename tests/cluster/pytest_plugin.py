@@ -7,6 +7,11 @@ process behind (they are also killed by the kernel if pytest itself dies). With
 that running cluster instead. When the binaries are not built the k8s tests are skipped
 with the command that builds them; ``make test`` always builds them first.
 
+``k8s_process_pods`` (session): the cluster, skipping where the pod runner's processes cannot bind their
+pod IPs (podnet.py). ``k8s_dataplane`` (session): Traefik (the Gateway API data plane) and Prometheus discovering the pods,
+started next to ``k8s_cluster`` (``dataplane.py``); skipped when Traefik is not built. With
+``TEST_KUBECONFIG`` the ones ``make cluster-up`` started are used.
+
 ``k8s_namespace`` (function): a fresh namespace, deleted after the test.
 ``k8s_api_client`` (session): an official ``kubernetes`` Python client ApiClient for the admin.
 """
@@ -21,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import binaries
+from tests.cluster import binaries, dataplane
 from tests.cluster.harness import Cluster
 
 
@@ -38,6 +43,32 @@ def k8s_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s_process_pods(k8s_cluster: Cluster) -> Cluster:
+    """The cluster, where the pod runner's processes can bind their pod IPs (skipped where they cannot)."""
+    if k8s_cluster.pod_network_problem:
+        pytest.skip(k8s_cluster.pod_network_problem)
+    return k8s_cluster
+
+
+@pytest.fixture(scope="session")
+def k8s_dataplane(k8s_process_pods: Cluster) -> Iterator[dataplane.DataPlane]:
+    k8s_cluster = k8s_process_pods
+    if os.environ.get("TEST_KUBECONFIG"):
+        found = dataplane.attach(k8s_cluster)
+        if found is None:
+            pytest.skip("the cluster of TEST_KUBECONFIG has no data plane (make cluster-up starts one)")
+        yield found
+        return
+    if not binaries.traefik_built():
+        pytest.skip("Traefik is not built: run `make cluster-build` (see tests/cluster/README.md)")
+    plane = dataplane.start(k8s_cluster)
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @pytest.fixture()
