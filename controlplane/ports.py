@@ -333,8 +333,10 @@ class Workloads(Protocol):
         """Canary workload serving ``target.canary_version`` exists and is scaled up (idempotent)."""
         ...
 
-    def promote(self, target: RouteTarget) -> None:
-        """Stable now serves the canary's version; canary scaled to zero (idempotent)."""
+    def promote_stable(self, target: RouteTarget) -> None:
+        """Stable now serves the canary's version at full size (idempotent); raises TemporaryError
+        while it cannot take the traffic yet. The canary is left as it is: the interpreter returns
+        traffic to stable first, then retires the canary."""
         ...
 
     def retire_canary(self, target: RouteTarget) -> None:

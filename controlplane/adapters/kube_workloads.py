@@ -191,10 +191,6 @@ class DeploymentWorkloads:
             stable = self.client.get_service(target.namespace, service)
             self.client.create_service(target.namespace, canary_service(stable, owner))
 
-    def promote(self, target: RouteTarget) -> None:
-        self.promote_stable(target)
-        self.retire_canary(target)
-
     def promote_stable(self, target: RouteTarget) -> None:
         """Stable serves the canary's version at full size; TemporaryError until it is available
         (so that traffic returns to stable only once stable can take it)."""
@@ -251,7 +247,8 @@ class KServeWorkloads:
         if storage_uri(isvc) != uri:
             self._patch(target, name, uri, 0)
 
-    def promote(self, target: RouteTarget) -> None:
+    def promote_stable(self, target: RouteTarget) -> None:
+        """The latest revision (the canary's version) takes all traffic: no canaryTrafficPercent."""
         name, isvc = self._isvc(target)
         uri = model_uri(target, target.canary_version)
         predictor = (isvc.get("spec") or {}).get("predictor") or {}

@@ -1,0 +1,55 @@
+"""One reconcile of one rollout, for every target: load → observe → decide → apply → save once.
+
+Every action is idempotent (set weight N, scale to zero), so re-applying after a crash or a
+conflict is safe; the status only moves forward through a successful save, so no step is
+skipped or counted twice. A ConflictError from the save (someone wrote meanwhile) propagates:
+the caller decides again from a fresh load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controlplane.engine import Decision, decide
+from controlplane.rollout.apply import Ports, apply_actions, finish_promotion
+from controlplane.rollout.observe import Analyzer, observe
+from controlplane.rollout.state import RolloutState
+
+FINALIZE_POLL_S = 1.0  # a promoted rollout waiting for stable to be available
+NOT_LEADER_RETRY_S = 1.0  # not allowed to act now (leadership in doubt): look again soon, write nothing
+FINALIZED = "stable serves the new version; traffic back on stable; canary scaled to zero"
+
+
+@dataclass
+class Outcome:
+    decision: Decision
+    wrote: bool
+
+    @property
+    def requeue_after(self) -> float | None:
+        return self.decision.requeue_after
+
+
+def reconcile(
+    state: RolloutState, ports: Ports, analyzer: Analyzer, now: float, can_act: Callable[[], bool] = lambda: True
+) -> Outcome:
+    snap = state.load()
+    status = snap.status
+    if status.phase.terminal:
+        if not snap.finalizing:
+            return Outcome(Decision((), status, None), state.save(status, [], snap.token))
+        if not can_act():
+            return Outcome(Decision((), status, NOT_LEADER_RETRY_S), wrote=False)
+        done = finish_promotion(ports)
+        events = [("PromotionFinalized", FINALIZED, {})] if done else []
+        wrote = state.save(status, events, snap.token, finalizing=not done)
+        return Outcome(Decision((), status, None if done else FINALIZE_POLL_S), wrote)
+    decision = decide(snap.spec, status, observe(snap.spec, status, ports, analyzer, now), now)
+    if not can_act():
+        return Outcome(Decision((), status, NOT_LEADER_RETRY_S), wrote=False)
+    applied = apply_actions(decision.actions, ports, state, now)
+    wrote = state.save(decision.status, applied.events, snap.token, finalizing=applied.finalizing)
+    if applied.finalizing:
+        decision = Decision(decision.actions, decision.status, FINALIZE_POLL_S)
+    return Outcome(decision, wrote)
