@@ -334,9 +334,12 @@ class Workloads(Protocol):
         ...
 
     def promote_stable(self, target: RouteTarget) -> None:
-        """Stable now serves the canary's version at full size (idempotent); raises TemporaryError
-        while it cannot take the traffic yet. The canary is left as it is: the interpreter returns
-        traffic to stable first, then retires the canary."""
+        """Stable moved to the canary's version at full size (idempotent). The canary is left as it
+        is: traffic returns to stable once ``stable_ready``, then the canary is retired."""
+        ...
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        """Stable serves the canary's version and is available (can take all the traffic)."""
         ...
 
     def retire_canary(self, target: RouteTarget) -> None:

@@ -80,6 +80,13 @@ class Reconciler:
         stored = dict(cr.get("status") or {})
         if stored.get("version") != cr_.spec_of(cr).get("version"):
             return self._start(cr, stored, now)
+        status = cr_.engine_status(cr)
+        if status.phase.terminal and not (status.finalizing or stored.get("finalizing")):
+            # nothing left to decide (a refused spec may not even parse): only the status kept current
+            ended = ResourceState(self.client, cr, None, stored.get("stableVersion"), self.events, self.audit,
+                                  self.can_write, now)
+            ended.save(status, [], cr["metadata"].get("resourceVersion"))
+            return self._result(ended, None)
         ctx = RolloutContext.of(self.client, cr, stored.get("stableVersion"))
         state = self._state(ctx, now)
         outcome = reconcile(state, self._ports(ctx), self.analyzer, now, self.can_write)
@@ -111,8 +118,7 @@ class Reconciler:
         decision = decide(ctx.spec, snap.status, Observations(), now)
         if not self.can_write():
             return Result(NOT_LEADER_RETRY_S)
-        applied = apply_actions(decision.actions, ports, state, now)
-        state.save(decision.status, applied.events, snap.token)
+        state.save(decision.status, apply_actions(decision.actions, ports, state, now), snap.token)
         return self._result(state, decision.requeue_after)
 
     def _check_cluster(self, cr: Mapping[str, Any]) -> tuple[list[str], RolloutContext | None]:

@@ -77,8 +77,9 @@ class ResourceState:
     def load(self) -> Snapshot:
         assert self.spec is not None
         status = RolloutStatus() if self.fresh else cr_.engine_status(self.cr)
-        finalizing = bool((self.cr.get("status") or {}).get("finalizing")) and not self.fresh
-        return Snapshot(self.spec, status, self.cr["metadata"].get("resourceVersion"), finalizing)
+        if (self.cr.get("status") or {}).get("finalizing") and not self.fresh:  # written by an older controller
+            status = status.evolve(finalizing=True)
+        return Snapshot(self.spec, status, self.cr["metadata"].get("resourceVersion"))
 
     def journal(self, action: RecordAnalysis | OpenIncident, now: float) -> list[Event]:
         if isinstance(action, RecordAnalysis):
@@ -87,13 +88,13 @@ class ResourceState:
         return [("Incident", f"{action.failure_mode}: {action.summary}",
                  {"severity": action.severity, **action.evidence})]
 
-    def save(self, status: RolloutStatus, events: list[Event], token: Any, *, finalizing: bool = False) -> bool:
+    def save(self, status: RolloutStatus, events: list[Event], token: Any) -> bool:
         cr, now = self.cr, self.now
         stored = dict(cr.get("status") or {})
         history = [_entry(now, kind, message, status, evidence) for kind, message, evidence in events]
         body = cr_.status_body(cr, status, self.stable)
         body["version"] = cr_.spec_of(cr).get("version")
-        body["finalizing"] = "promotion" if finalizing else None
+        body["finalizing"] = "promotion" if status.finalizing else None  # readable without status.state
         old_history = [] if self.fresh else list(stored.get("history") or [])
         seq = int(old_history[-1].get("seq", len(old_history) - 1)) + 1 if old_history else 0
         for offset, entry in enumerate(history):

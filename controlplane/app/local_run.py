@@ -148,9 +148,9 @@ def _settle_held(ctx: Context, rollout_id: int, attempts: int = 5) -> bool:
         if decision is None or not decision.status.phase.terminal:
             return False
         record = ctx.store.get_rollout(rollout_id)
-        applied = apply_actions(decision.actions, _bookkeeping_ports(ctx, record, snap.spec), state, now)
+        events = apply_actions(decision.actions, _bookkeeping_ports(ctx, record, snap.spec), state, now)
         try:
-            state.save(decision.status, applied.events, snap.token)
+            state.save(decision.status, events, snap.token)
         except ConflictError:  # an intent was recorded meanwhile: decide again
             continue
         return True

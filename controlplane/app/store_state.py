@@ -20,8 +20,6 @@ from controlplane.rollout.loop import Outcome, reconcile
 from controlplane.rollout.observe import Analyzer
 from controlplane.rollout.state import Event, Snapshot
 
-FINALIZING_KEY = "finalizing"  # beside the engine's fields in the stored status, while a promotion finishes
-
 
 class StoreState:
     def __init__(self, store: Store, rollout_id: int, clock: Callable[[], float]) -> None:
@@ -30,19 +28,14 @@ class StoreState:
 
     def load(self) -> Snapshot:
         record = self._record = self.store.get_rollout(self.rollout_id)
-        status = RolloutStatus.from_dict(record.status)
-        return Snapshot(RolloutSpec.from_dict(record.spec), status, record.revision,
-                        bool(record.status.get(FINALIZING_KEY)))
+        return Snapshot(RolloutSpec.from_dict(record.spec), RolloutStatus.from_dict(record.status), record.revision)
 
-    def save(self, status: RolloutStatus, events: list[Event], token: Any, *, finalizing: bool = False) -> bool:
+    def save(self, status: RolloutStatus, events: list[Event], token: Any) -> bool:
         record = self._record or self.store.get_rollout(self.rollout_id)  # the store checks the token
-        same = status == RolloutStatus.from_dict(record.status) and finalizing == bool(record.status.get(FINALIZING_KEY))
-        if same and not events:
+        if status == RolloutStatus.from_dict(record.status) and not events:
             return False
-        body = status.to_dict()
-        if finalizing:
-            body[FINALIZING_KEY] = True
-        self._record = self.store.save_rollout(self.rollout_id, token, record.spec, body, events, self.clock())
+        self._record = self.store.save_rollout(self.rollout_id, token, record.spec, status.to_dict(), events,
+                                               self.clock())
         return True
 
     def journal(self, action: RecordAnalysis | OpenIncident, now: float) -> list[Event]:

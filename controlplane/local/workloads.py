@@ -32,5 +32,9 @@ class LocalWorkloads:
         server = canary if canary is not None and canary.version == target.canary_version else None
         self.fleet.put("stable", server or self._load(target.canary_version))
 
+    def stable_ready(self, target: RouteTarget) -> bool:
+        stable = self.fleet.get("stable")
+        return stable is not None and stable.version == target.canary_version
+
     def retire_canary(self, target: RouteTarget) -> None:
         self.fleet.put("canary", None)

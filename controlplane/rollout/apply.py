@@ -4,14 +4,11 @@ sink) and to records for the rollout's state.
 
 Events (RecordEvent) are not applied: they are returned, so that the state saves them with the
 new status in one write. Incidents are opened (and notified) through the same sink on every
-target. A promotion moves stable to the new version first and returns traffic to it only once
-stable is available (``promote_stable`` raises TemporaryError until then): meanwhile
-``Applied.finalizing`` is set, and the loop finishes the promotion on its next turns.
+target.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -21,6 +18,7 @@ from controlplane.engine.types import (
     Action,
     FinalizePromotion,
     OpenIncident,
+    PromoteStable,
     RecordAnalysis,
     RecordEvent,
     ResetTraffic,
@@ -30,11 +28,8 @@ from controlplane.engine.types import (
     TerminateValidation,
     ValidationState,
 )
-from controlplane.errors import TemporaryError
 from controlplane.ports import ModelRegistry, RouteTarget, TrafficRouter, Workloads
 from controlplane.rollout.state import Event, RolloutState
-
-log = logging.getLogger("controlplane.rollout")
 
 
 class ValidationGate(Protocol):
@@ -65,34 +60,27 @@ class Ports:
     retry: Callable[[Callable[[], object]], object] = field(default=call)
 
 
-@dataclass
-class Applied:
-    events: list[Event]
-    finalizing: bool = False  # a promotion waits for stable to be available
-
-
-def apply_actions(actions: Sequence[Action], p: Ports, state: RolloutState, now: float) -> Applied:
-    applied = Applied([])
+def apply_actions(actions: Sequence[Action], p: Ports, state: RolloutState, now: float) -> list[Event]:
+    """Apply ``actions`` in order; the events to save with the new status."""
+    events: list[Event] = []
     for action in actions:
         if isinstance(action, RecordEvent):
-            applied.events.append((action.kind, action.message, dict(action.evidence)))
+            events.append((action.kind, action.message, dict(action.evidence)))
         elif isinstance(action, RecordAnalysis):
-            applied.events += state.journal(action, now)
+            events += state.journal(action, now)
         elif isinstance(action, OpenIncident):
             if p.incidents is not None:
                 p.incidents.open(action, p.target.model, p.target.canary_version, now)
-            applied.events += state.journal(action, now)
+            events += state.journal(action, now)
         elif isinstance(action, SetAlias):
             if p.registry is not None:
                 p.retry(partial(p.registry.set_alias, action.model, action.alias, action.version))
             else:
-                applied.events.append(("AliasNotMoved", f"no registry configured: alias '{action.alias}' is left "
-                                       f"to the caller (v{action.version})", {}))
-        elif isinstance(action, FinalizePromotion):
-            applied.finalizing = not finish_promotion(p)
+                events.append(("AliasNotMoved", f"no registry configured: alias '{action.alias}' is left "
+                               f"to the caller (v{action.version})", {}))
         else:
             _apply(action, p)
-    return applied
+    return events
 
 
 def _apply(action: Action, p: Ports) -> None:
@@ -104,6 +92,12 @@ def _apply(action: Action, p: Ports) -> None:
     elif isinstance(action, ResetTraffic):
         p.retry(lambda: p.router.reset(target))
         p.retry(lambda: p.workloads.retire_canary(target))
+    elif isinstance(action, PromoteStable):
+        p.retry(lambda: p.workloads.promote_stable(target))
+    elif isinstance(action, FinalizePromotion):
+        p.retry(lambda: p.router.reset(target))
+        promoted = replace(target, stable_version=target.canary_version)  # what "stable" means from now on
+        p.retry(lambda: p.workloads.retire_canary(promoted))
     elif isinstance(action, StartValidation):
         p.gate.start(action.model, action.version)
     elif isinstance(action, TerminateValidation):
@@ -111,18 +105,3 @@ def _apply(action: Action, p: Ports) -> None:
     else:  # pragma: no cover - exhaustiveness guard
         raise TypeError(f"unknown action {action!r}")
 
-
-def finish_promotion(p: Ports) -> bool:
-    """Stable on the new version and available → traffic back to stable → canary retired.
-    False while stable is not available yet (the rollout is already Promoted: the decision is
-    made and saved; the loop calls this again on its next turns)."""
-    target = p.target
-    try:
-        p.retry(lambda: p.workloads.promote_stable(target))
-    except TemporaryError as exc:
-        log.info("%s/%s: %s", target.namespace, target.name, exc)
-        return False
-    p.retry(lambda: p.router.reset(target))
-    promoted = replace(target, stable_version=target.canary_version)  # what "stable" means from now on
-    p.retry(lambda: p.workloads.retire_canary(promoted))
-    return True

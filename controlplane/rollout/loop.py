@@ -12,13 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.engine import Decision, decide
-from controlplane.rollout.apply import Ports, apply_actions, finish_promotion
+from controlplane.rollout.apply import Ports, apply_actions
 from controlplane.rollout.observe import Analyzer, observe
 from controlplane.rollout.state import RolloutState
 
-FINALIZE_POLL_S = 1.0  # a promoted rollout waiting for stable to be available
 NOT_LEADER_RETRY_S = 1.0  # not allowed to act now (leadership in doubt): look again soon, write nothing
-FINALIZED = "stable serves the new version; traffic back on stable; canary scaled to zero"
 
 
 @dataclass
@@ -36,20 +34,8 @@ def reconcile(
 ) -> Outcome:
     snap = state.load()
     status = snap.status
-    if status.phase.terminal:
-        if not snap.finalizing:
-            return Outcome(Decision((), status, None), state.save(status, [], snap.token))
-        if not can_act():
-            return Outcome(Decision((), status, NOT_LEADER_RETRY_S), wrote=False)
-        done = finish_promotion(ports)
-        events = [("PromotionFinalized", FINALIZED, {})] if done else []
-        wrote = state.save(status, events, snap.token, finalizing=not done)
-        return Outcome(Decision((), status, None if done else FINALIZE_POLL_S), wrote)
     decision = decide(snap.spec, status, observe(snap.spec, status, ports, analyzer, now), now)
-    if not can_act():
+    if (decision.actions or not status.phase.terminal) and not can_act():
         return Outcome(Decision((), status, NOT_LEADER_RETRY_S), wrote=False)
-    applied = apply_actions(decision.actions, ports, state, now)
-    wrote = state.save(decision.status, applied.events, snap.token, finalizing=applied.finalizing)
-    if applied.finalizing:
-        decision = Decision(decision.actions, decision.status, FINALIZE_POLL_S)
-    return Outcome(decision, wrote)
+    events = apply_actions(decision.actions, ports, state, now)
+    return Outcome(decision, state.save(decision.status, events, snap.token))

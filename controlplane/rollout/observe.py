@@ -15,7 +15,10 @@ class Analyzer(Protocol):
 
 def observe(spec: RolloutSpec, status: RolloutStatus, p: Ports, analyzer: Analyzer, now: float) -> Observations:
     """Validating: the gate's state. Progressing: the step's analysis, the weight the router is
-    really configured with, and who holds the alias (without a registry: taken to be stable)."""
+    really configured with, and who holds the alias (without a registry: taken to be stable).
+    Promoted and finalizing: whether stable serves the new version and is available."""
+    if status.phase is Phase.PROMOTED and status.finalizing:
+        return Observations(stable_ready=p.workloads.stable_ready(p.target))
     if status.phase is Phase.VALIDATING:
         validation, evidence = p.gate.state()
         return Observations(validation=validation, validation_evidence=evidence)

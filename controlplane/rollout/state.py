@@ -23,13 +23,12 @@ class Snapshot:
     spec: RolloutSpec
     status: RolloutStatus
     token: Any  # whatever save() needs to detect a concurrent write
-    finalizing: bool = False  # promoted, but stable is not serving the new version yet
 
 
 class RolloutState(Protocol):
     def load(self) -> Snapshot: ...
 
-    def save(self, status: RolloutStatus, events: list[Event], token: Any, *, finalizing: bool = False) -> bool:
+    def save(self, status: RolloutStatus, events: list[Event], token: Any) -> bool:
         """Write status and events at once; False when nothing changed (nothing written).
         Raise ConflictError when ``token`` is stale."""
         ...

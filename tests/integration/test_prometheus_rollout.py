@@ -169,6 +169,9 @@ class SyntheticDataPlane:
         self.stable = replace(self.canary, role="stable")
         self.set_weight(target, 0)
 
+    def stable_ready(self, target: RouteTarget) -> bool:
+        return self.stable.version == target.canary_version
+
     def retire_canary(self, target: RouteTarget) -> None:
         self.set_weight(target, 0)
 

@@ -24,7 +24,7 @@ from controlplane.app.incident_sink import StoreIncidentSink
 from controlplane.app.kube_edges import NoGate, TimedSteps
 from controlplane.app.store_state import StoreState
 from controlplane.engine import AnalysisVerdict, RolloutSpec, RolloutStatus, Verdict
-from controlplane.errors import ConflictError, TemporaryError
+from controlplane.errors import ConflictError
 from controlplane.local.router import LocalRouter
 from controlplane.ports import RouteTarget, Store
 from controlplane.rollout.apply import Ports
@@ -40,8 +40,8 @@ JOURNAL_KINDS = {"Analysis", "Incident"}  # kept in the resource's history; the 
 
 @dataclass
 class RecordingWorkloads:
-    """Stand-in for a target's workloads (named as such): records the calls; ``unavailable``
-    makes promote_stable raise TemporaryError that many times (stable not available yet)."""
+    """Stand-in for a target's workloads (named as such): records the calls; stable is
+    ``unavailable`` for that many looks after its promotion."""
 
     unavailable: int = 0
     calls: list[str] = field(default_factory=list)
@@ -51,9 +51,11 @@ class RecordingWorkloads:
 
     def promote_stable(self, target: RouteTarget) -> None:
         self.calls.append("promote_stable")
-        if self.unavailable > 0:
-            self.unavailable -= 1
-            raise TemporaryError("stable not available yet")
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        self.calls.append("stable_ready")
+        self.unavailable -= 1
+        return self.unavailable < 0
 
     def retire_canary(self, target: RouteTarget) -> None:
         self.calls.append(f"retire_canary(stable=v{target.stable_version})")
@@ -159,15 +161,14 @@ def _ports(store: Store, where: Where, workloads: RecordingWorkloads) -> tuple[P
                  incidents=StoreIncidentSink(store, where.rollout_id)), router
 
 
+PROMOTED = ["ValidationSkipped", "StepStarted", "StepStarted", "AliasNotMoved", "Promoted", "PromotionFinalized"]
 ROWS = [
     # (analyzer, unavailable, phase, event kinds, verdicts, workloads calls, incidents)
-    pytest.param(TimedSteps(), 0, "Promoted",
-                 ["ValidationSkipped", "StepStarted", "StepStarted", "AliasNotMoved", "Promoted"], 2,
-                 ["ensure_canary", "ensure_canary", "promote_stable", "retire_canary(stable=v3)"], [], id="promoted"),
-    pytest.param(TimedSteps(), 2, "Promoted",
-                 ["ValidationSkipped", "StepStarted", "StepStarted", "AliasNotMoved", "Promoted",
-                  "PromotionFinalized"], 2,
-                 ["ensure_canary", "ensure_canary", "promote_stable", "promote_stable", "promote_stable",
+    pytest.param(TimedSteps(), 0, "Promoted", PROMOTED, 2,
+                 ["ensure_canary", "ensure_canary", "promote_stable", "stable_ready", "retire_canary(stable=v3)"], [],
+                 id="promoted"),
+    pytest.param(TimedSteps(), 2, "Promoted", PROMOTED, 2,
+                 ["ensure_canary", "ensure_canary", "promote_stable", "stable_ready", "stable_ready", "stable_ready",
                   "retire_canary(stable=v3)"], [], id="promotion-waits-for-stable"),
     pytest.param(Failing(), 0, "RolledBack", ["ValidationSkipped", "StepStarted", "RolledBack"], 1,
                  ["ensure_canary", "retire_canary(stable=v2)"], [("slo-burn-errors", "page")], id="rolled-back"),
@@ -183,7 +184,7 @@ def test_one_loop_on_every_state(
     ports, router = _ports(store, where, workloads)
     outcomes = _drive(where, ports, analyzer)
     assert outcomes[-1].requeue_after is None and outcomes[-1].decision.status.phase.value == phase
-    assert where.state(99.0).load().finalizing is False
+    assert where.state(99.0).load().status.finalizing is False
     assert where.kinds() == kinds
     assert where.analyses() == verdicts
     assert workloads.calls == calls
