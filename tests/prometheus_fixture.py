@@ -343,7 +343,7 @@ def drive_rollout(
     local = LocalTarget(spec.model, ctx.registry, default_corpus(), rate, workers, latency_threshold(slo), port, ctx.clock)
     ports = Ports(target, local.router, local.workloads, local_gate(ctx, spec, "cpu"), ctx.registry,
                   StoreIncidentSink(ctx.store, rollout_id), with_retry)
-    state = StoreState(ctx.store, rollout_id, ctx.now)
+    state = StoreState(ctx.store, rollout_id)
     local.start(target)
     server = PrometheusServer([f"127.0.0.1:{port}"], binary=prometheus_bin).start()
     provider = PrometheusProvider(server.url, slo, step_duration_s=spec.step_duration_s)

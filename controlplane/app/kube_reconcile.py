@@ -84,11 +84,11 @@ class Reconciler:
         if status.phase.terminal and not (status.finalizing or stored.get("finalizing")):
             # nothing left to decide (a refused spec may not even parse): only the status kept current
             ended = ResourceState(self.client, cr, None, stored.get("stableVersion"), self.events, self.audit,
-                                  self.can_write, now)
-            ended.save(status, [], cr["metadata"].get("resourceVersion"))
+                                  self.can_write)
+            ended.save(status, [], cr["metadata"].get("resourceVersion"), now)
             return self._result(ended, None)
         ctx = RolloutContext.of(self.client, cr, stored.get("stableVersion"))
-        state = self._state(ctx, now)
+        state = self._state(ctx)
         outcome = reconcile(state, self._ports(ctx), self.analyzer, now, self.can_write)
         return self._result(state, outcome.requeue_after)
 
@@ -108,17 +108,17 @@ class Reconciler:
         if problems or ctx is None:
             message = "refused: " + "; ".join(problems)
             failed = RolloutStatus().evolve(phase=Phase.FAILED, message=message, finished_at=now)
-            state = ResourceState(self.client, cr, None, None, self.events, self.audit, self.can_write, now,
+            state = ResourceState(self.client, cr, None, None, self.events, self.audit, self.can_write,
                                   fresh=True, warning=frozenset({"Refused"}))
-            state.save(failed, [("Refused", message, {})], cr["metadata"].get("resourceVersion"))
+            state.save(failed, [("Refused", message, {})], cr["metadata"].get("resourceVersion"), now)
             return self._result(state, None)
-        state = self._state(ctx, now, fresh=True)
+        state = self._state(ctx, fresh=True)
         snap = state.load()
         ports = self._ports(ctx)
         decision = decide(ctx.spec, snap.status, Observations(), now)
         if not self.can_write():
             return Result(NOT_LEADER_RETRY_S)
-        state.save(decision.status, apply_actions(decision.actions, ports, state, now), snap.token)
+        state.save(decision.status, apply_actions(decision.actions, ports, state, now), snap.token, now)
         return self._result(state, decision.requeue_after)
 
     def _check_cluster(self, cr: Mapping[str, Any]) -> tuple[list[str], RolloutContext | None]:
@@ -154,9 +154,9 @@ class Reconciler:
                             "(run it with --validation argo, or set skipValidation: true)")
         return problems, None if problems else ctx
 
-    def _state(self, ctx: RolloutContext, now: float, fresh: bool = False) -> ResourceState:
+    def _state(self, ctx: RolloutContext, fresh: bool = False) -> ResourceState:
         return ResourceState(self.client, ctx.cr, ctx.spec, ctx.spec.stable_version, self.events, self.audit,
-                             self.can_write, now, fresh=fresh)
+                             self.can_write, fresh=fresh)
 
     def _ports(self, ctx: RolloutContext) -> Ports:
         gate = self.gate_factory(ctx.spec) if self.gate_factory and not ctx.spec.skip_validation else NoGate()

@@ -59,18 +59,18 @@ class RolloutContext:
 
 
 class ResourceState:
-    """The rollout ``cr`` as read at the start of one reconcile (at ``now``); ``spec``: its
+    """The rollout ``cr`` as read at the start of one reconcile; ``spec``: its
     RolloutSpec (None for a rollout refused before it was parsed). ``fresh``: a new version
     starts (the history starts over). ``written``: the resource as the status write returned it;
     ``deferred``: a write was due but this replica may not write now."""
 
     def __init__(
         self, client: KubeClient, cr: Mapping[str, Any], spec: RolloutSpec | None, stable: int | None,
-        events: Events, audit: Audit | None, can_write: Callable[[], bool], now: float, *, fresh: bool = False,
+        events: Events, audit: Audit | None, can_write: Callable[[], bool], *, fresh: bool = False,
         warning: frozenset[str] = frozenset(),
     ) -> None:
         self.client, self.cr, self.spec, self.stable, self.events, self.audit = client, cr, spec, stable, events, audit
-        self.can_write, self.now, self.fresh, self.warning = can_write, now, fresh, warning
+        self.can_write, self.fresh, self.warning = can_write, fresh, warning
         self.written: dict[str, Any] | None = None
         self.deferred = False
 
@@ -88,8 +88,8 @@ class ResourceState:
         return [("Incident", f"{action.failure_mode}: {action.summary}",
                  {"severity": action.severity, **action.evidence})]
 
-    def save(self, status: RolloutStatus, events: list[Event], token: Any) -> bool:
-        cr, now = self.cr, self.now
+    def save(self, status: RolloutStatus, events: list[Event], token: Any, now: float) -> bool:
+        cr = self.cr
         stored = dict(cr.get("status") or {})
         history = [_entry(now, kind, message, status, evidence) for kind, message, evidence in events]
         body = cr_.status_body(cr, status, self.stable)

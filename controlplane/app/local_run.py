@@ -100,7 +100,7 @@ def _drive(
         incidents=StoreIncidentSink(ctx.store, rollout_id),
         retry=with_retry,
     )
-    state = StoreState(ctx.store, rollout_id, ctx.now)
+    state = StoreState(ctx.store, rollout_id)
     analyzer: Analyzer = SloAnalyzer(local.provider, slo)
     _restore(local, record, target)
     local.start(target)
@@ -138,7 +138,7 @@ def settle(ctx: Context, rollout_id: int) -> bool:
 
 
 def _settle_held(ctx: Context, rollout_id: int, attempts: int = 5) -> bool:
-    state = StoreState(ctx.store, rollout_id, ctx.now)
+    state = StoreState(ctx.store, rollout_id)
     for _ in range(attempts):
         snap = state.load()
         if snap.status.phase.terminal:
@@ -150,7 +150,7 @@ def _settle_held(ctx: Context, rollout_id: int, attempts: int = 5) -> bool:
         record = ctx.store.get_rollout(rollout_id)
         events = apply_actions(decision.actions, _bookkeeping_ports(ctx, record, snap.spec), state, now)
         try:
-            state.save(decision.status, events, snap.token)
+            state.save(decision.status, events, snap.token, now)
         except ConflictError:  # an intent was recorded meanwhile: decide again
             continue
         return True

@@ -8,7 +8,6 @@ the store only keeps the audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from controlplane.engine import Decision, RolloutSpec, RolloutStatus
@@ -22,20 +21,19 @@ from controlplane.rollout.state import Event, Snapshot
 
 
 class StoreState:
-    def __init__(self, store: Store, rollout_id: int, clock: Callable[[], float]) -> None:
-        self.store, self.rollout_id, self.clock = store, rollout_id, clock
+    def __init__(self, store: Store, rollout_id: int) -> None:
+        self.store, self.rollout_id = store, rollout_id
         self._record: RolloutRecord | None = None
 
     def load(self) -> Snapshot:
         record = self._record = self.store.get_rollout(self.rollout_id)
         return Snapshot(RolloutSpec.from_dict(record.spec), RolloutStatus.from_dict(record.status), record.revision)
 
-    def save(self, status: RolloutStatus, events: list[Event], token: Any) -> bool:
+    def save(self, status: RolloutStatus, events: list[Event], token: Any, now: float) -> bool:
         record = self._record or self.store.get_rollout(self.rollout_id)  # the store checks the token
         if status == RolloutStatus.from_dict(record.status) and not events:
             return False
-        self._record = self.store.save_rollout(self.rollout_id, token, record.spec, status.to_dict(), events,
-                                               self.clock())
+        self._record = self.store.save_rollout(self.rollout_id, token, record.spec, status.to_dict(), events, now)
         return True
 
     def journal(self, action: RecordAnalysis | OpenIncident, now: float) -> list[Event]:

@@ -38,4 +38,4 @@ def reconcile(
     if (decision.actions or not status.phase.terminal) and not can_act():
         return Outcome(Decision((), status, NOT_LEADER_RETRY_S), wrote=False)
     events = apply_actions(decision.actions, ports, state, now)
-    return Outcome(decision, state.save(decision.status, events, snap.token))
+    return Outcome(decision, state.save(decision.status, events, snap.token, now))

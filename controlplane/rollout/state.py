@@ -28,8 +28,9 @@ class Snapshot:
 class RolloutState(Protocol):
     def load(self) -> Snapshot: ...
 
-    def save(self, status: RolloutStatus, events: list[Event], token: Any) -> bool:
-        """Write status and events at once; False when nothing changed (nothing written).
+    def save(self, status: RolloutStatus, events: list[Event], token: Any, now: float) -> bool:
+        """Write status and events (at ``now``, the decision's time) at once; False when nothing
+        changed (nothing written).
         Raise ConflictError when ``token`` is stale."""
         ...
 

@@ -202,7 +202,7 @@ def _drive_synthetic(
     server = PrometheusServer([exporter.target], binary=prometheus_bin).start()
     ports = Ports(target, plane, plane, local_gate(ctx, spec, "cpu"), ctx.registry,
                   StoreIncidentSink(ctx.store, rollout), with_retry)
-    state = StoreState(ctx.store, rollout, ctx.now)
+    state = StoreState(ctx.store, rollout)
     try:
         server.wait_for_targets()
         time.sleep(3)  # stable history before the canary starts

@@ -92,7 +92,7 @@ def _store_where(store: Store) -> Where:
         store.save_rollout(record.id, current.revision, {**current.spec, "paused": True}, current.status, [], 1.0)
 
     return Where(
-        "store", lambda now: StoreState(store, record.id, lambda: now),
+        "store", lambda now: StoreState(store, record.id),
         lambda: [e.kind for e in store.list_events(record.id)], lambda: len(store.list_analysis(record.id)),
         record.id, interfere,
     )
@@ -120,7 +120,7 @@ def _resource_where(request: pytest.FixtureRequest) -> Where:
     def state(now: float) -> RolloutState:
         cr = get()
         stable = (cr.get("status") or {}).get("stableVersion") or SPEC.stable_version
-        return ResourceState(kube, cr, cr_.engine_spec(cr, stable), stable, events, None, lambda: True, now)
+        return ResourceState(kube, cr, cr_.engine_spec(cr, stable), stable, events, None, lambda: True)
 
     def history() -> list[dict[str, Any]]:
         return list((get().get("status") or {}).get("history") or [])
@@ -201,7 +201,7 @@ def test_a_stale_token_conflicts_and_nothing_is_saved(where: Where, store: Store
     snap = state.load()
     where.interfere()
     with pytest.raises(ConflictError):
-        state.save(snap.status.evolve(message="stale"), [("StepStarted", "stale", {})], snap.token)
+        state.save(snap.status.evolve(message="stale"), [("StepStarted", "stale", {})], snap.token, 10.0)
     assert where.kinds() == []
     fresh = where.state(11.0).load()
     assert fresh.spec.paused is True and fresh.status.message == ""
