@@ -333,8 +333,13 @@ class Workloads(Protocol):
         """Canary workload serving ``target.canary_version`` exists and is scaled up (idempotent)."""
         ...
 
-    def promote(self, target: RouteTarget) -> None:
-        """Stable now serves the canary's version; canary scaled to zero (idempotent)."""
+    def promote_stable(self, target: RouteTarget) -> None:
+        """Stable moved to the canary's version at full size (idempotent). The canary is left as it
+        is: traffic returns to stable once ``stable_ready``, then the canary is retired."""
+        ...
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        """Stable serves the canary's version and is available (can take all the traffic)."""
         ...
 
     def retire_canary(self, target: RouteTarget) -> None:

@@ -324,15 +324,16 @@ def drive_rollout(
     the application's ``reconcile_once`` with the SloAnalyzer reading a real Prometheus that scrapes the
     fleet's exporter. ``stop_prometheus_after_s``: kill Prometheus that long after the canary gets traffic."""
     from controlplane.adapters.prometheus import PrometheusProvider
-    from controlplane.app.executor import Edges
     from controlplane.app.gate import local_gate
     from controlplane.app.incident_sink import StoreIncidentSink
     from controlplane.app.local_run import route_target
-    from controlplane.app.reconcile import reconcile_once
     from controlplane.app.slo_analyzer import SloAnalyzer, latency_threshold, load_rollout_slo
+    from controlplane.app.store_state import StoreState, reconcile_once
     from controlplane.engine import RolloutSpec
     from controlplane.local.corpus import default_corpus
     from controlplane.local.target import LocalTarget
+    from controlplane.retry import with_retry
+    from controlplane.rollout.apply import Ports
 
     record = ctx.store.get_rollout(rollout_id)
     spec = RolloutSpec.from_dict(record.spec)
@@ -340,8 +341,9 @@ def drive_rollout(
     target = route_target(record)
     port = free_port()
     local = LocalTarget(spec.model, ctx.registry, default_corpus(), rate, workers, latency_threshold(slo), port, ctx.clock)
-    edges = Edges(target, local.router, local.workloads, ctx.registry, local_gate(ctx, spec, "cpu"),
-                  StoreIncidentSink(ctx.store), ctx.store)
+    ports = Ports(target, local.router, local.workloads, local_gate(ctx, spec, "cpu"), ctx.registry,
+                  StoreIncidentSink(ctx.store, rollout_id), with_retry)
+    state = StoreState(ctx.store, rollout_id)
     local.start(target)
     server = PrometheusServer([f"127.0.0.1:{port}"], binary=prometheus_bin).start()
     provider = PrometheusProvider(server.url, slo, step_duration_s=spec.step_duration_s)
@@ -351,7 +353,7 @@ def drive_rollout(
         server.wait_for_targets()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            outcome = reconcile_once(rollout_id, edges, SloAnalyzer(provider, slo), ctx.now())
+            outcome = reconcile_once(state, ports, SloAnalyzer(provider, slo), ctx.now())
             run.turns += 1
             weight = local.router.get_weight(target)
             if weight > 0 and moved_at is None:

@@ -191,13 +191,9 @@ class DeploymentWorkloads:
             stable = self.client.get_service(target.namespace, service)
             self.client.create_service(target.namespace, canary_service(stable, owner))
 
-    def promote(self, target: RouteTarget) -> None:
-        self.promote_stable(target)
-        self.retire_canary(target)
-
     def promote_stable(self, target: RouteTarget) -> None:
-        """Stable serves the canary's version at full size; TemporaryError until it is available
-        (so that traffic returns to stable only once stable can take it)."""
+        """Stable's pod template on the canary's version, at full size (traffic returns to stable
+        only once ``stable_ready``)."""
         ns, stable_name = target.namespace, required_option(target, "deployment")
         stable = self.client.get_deployment(ns, stable_name)
         uri = model_uri(target, target.canary_version)
@@ -209,8 +205,11 @@ class DeploymentWorkloads:
         if (stable.get("spec") or {}).get("replicas") != total:
             patch.setdefault("spec", {})["replicas"] = total
         if patch:  # no resourceVersion pin: the Deployment's status changes it all the time
-            stable = self.client.patch_deployment(ns, stable_name, patch)
-        require_rolled_out(stable, "stable")
+            self.client.patch_deployment(ns, stable_name, patch)
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        stable = self.client.get_deployment(target.namespace, required_option(target, "deployment"))
+        return served_uri(stable) == model_uri(target, target.canary_version) and rolled_out(stable)
 
     def retire_canary(self, target: RouteTarget) -> None:
         ns, name = target.namespace, canary_name(required_option(target, "deployment"))
@@ -251,12 +250,19 @@ class KServeWorkloads:
         if storage_uri(isvc) != uri:
             self._patch(target, name, uri, 0)
 
-    def promote(self, target: RouteTarget) -> None:
+    def promote_stable(self, target: RouteTarget) -> None:
+        """The latest revision (the canary's version) takes all traffic: no canaryTrafficPercent."""
         name, isvc = self._isvc(target)
         uri = model_uri(target, target.canary_version)
         predictor = (isvc.get("spec") or {}).get("predictor") or {}
         if storage_uri(isvc) != uri or "canaryTrafficPercent" in predictor:
             self._patch(target, name, uri, None)
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        """The latest revision takes all traffic once promoted (KServe rolls it out itself)."""
+        _, isvc = self._isvc(target)
+        predictor = (isvc.get("spec") or {}).get("predictor") or {}
+        return storage_uri(isvc) == model_uri(target, target.canary_version) and "canaryTrafficPercent" not in predictor
 
     def retire_canary(self, target: RouteTarget) -> None:
         if target.stable_version is None:

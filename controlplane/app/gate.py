@@ -62,7 +62,7 @@ def verdict_of(state: WorkflowState) -> tuple[ValidationState, dict[str, Any]]:
 
 
 class EngineGate:
-    """An executor.ValidationGate over a WorkflowEngine, for one rollout's spec."""
+    """A rollout.apply.ValidationGate over a WorkflowEngine, for one rollout's spec."""
 
     def __init__(self, engine: WorkflowEngine, spec: RolloutSpec, device: str = "auto") -> None:
         self.engine = engine

@@ -5,6 +5,10 @@ entry carries a gap-free ``seq``; ``sync`` appends the entries whose ``seq`` the
 not seen, so a controller killed between its status write and the audit write catches up on
 the next reconcile and the audit log has no gap. A local cache of the last ``seq`` synced per
 rollout keeps this to no database access at all when nothing is new.
+
+The same store holds the incidents of Kubernetes rollouts (``incidents``): opened and notified
+exactly as the local target's, linked to the rollout's audit row, so ``ctl incident list``
+shows the controller's automatic rollbacks too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlplane.app import kube_rollout as cr_
+from controlplane.app.incident_sink import StoreIncidentSink
+from controlplane.engine.types import OpenIncident
 from controlplane.errors import ControlPlaneError
 from controlplane.ports import RolloutRecord, Store
 
@@ -45,6 +51,16 @@ class StoreAudit:
             except ControlPlaneError as exc:  # the audit must never stop a rollout; the next sync catches up
                 log.warning("audit of %s/%s not written: %s", *(cr_.owner_reference(cr)["name"], uid), exc)
 
+    def incidents(self, cr: Mapping[str, Any]) -> AuditIncidents:
+        """The incident sink of one rollout (at the version its spec asks for)."""
+        return AuditIncidents(self, cr)
+
+    def rollout_id(self, cr: Mapping[str, Any]) -> int:
+        """The audit row of the rollout's current version (created when missing)."""
+        uid = str((cr.get("metadata") or {}).get("uid"))
+        with self._lock:
+            return self._record(cr, (uid, int(cr_.spec_of(cr).get("version", 0)))).id
+
     def _sync(self, cr: Mapping[str, Any], key: tuple[str, int], history: list[dict[str, Any]]) -> None:
         record = self._record(cr, key)
         seen = [int(e.evidence.get("seq", -1)) for e in self.store.list_events(record.id)]
@@ -70,3 +86,20 @@ class StoreAudit:
         body = cr_.engine_spec(cr, stable).to_dict()
         body["kubernetes"] = {"namespace": meta.get("namespace"), "name": meta.get("name"), "uid": key[0]}
         return self.store.create_rollout(body, {"phase": "Pending"}, self.clock())
+
+
+class AuditIncidents:
+    """A rollout.apply.IncidentSink: the store's incidents (and the webhook), linked to the audit
+    row. A failing store is logged, never raised: the rollback it reports is already applied, and
+    the incident stays in ``status.history``."""
+
+    def __init__(self, audit: StoreAudit, cr: Mapping[str, Any]) -> None:
+        self.audit, self.cr = audit, cr
+
+    def open(self, incident: OpenIncident, model: str, version: int, now: float) -> None:
+        try:
+            StoreIncidentSink(self.audit.store, lambda: self.audit.rollout_id(self.cr)).open(
+                incident, model, version, now)
+        except ControlPlaneError as exc:
+            log.warning("incident %s of %s:v%s not recorded in the store: %s", incident.failure_mode, model,
+                        version, exc)

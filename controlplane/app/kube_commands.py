@@ -20,6 +20,7 @@ from controlplane.engine.checks import is_dns1123_label, spec_problems
 from controlplane.engine.types import TERMINAL_PHASES, RolloutSpec
 from controlplane.errors import ConflictError, InputError, NotFoundError, TimedOut
 from controlplane.refs import parse_versioned_ref
+from controlplane.rollout.intents import record_intent
 
 
 def rollout_name(model: str) -> str:
@@ -89,7 +90,8 @@ def promote(
 def intent(client: KubeClient, namespace: str, model: str, what: str) -> dict[str, Any]:
     """Record ``pause|resume|abort|rollback`` in the rollout's spec; the controller acts on it."""
     name = rollout_name(model)
-    for _ in range(5):
+
+    def attempt() -> dict[str, Any] | None:
         cr = client.get_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name)
         if (cr.get("status") or {}).get("phase") in TERMINAL_PHASES:
             raise ConflictError(f"rollout {namespace}/{name} has ended ({cr['status']['phase']}): nothing to {what}")
@@ -105,8 +107,9 @@ def intent(client: KubeClient, namespace: str, model: str, what: str) -> dict[st
         try:
             return client.patch_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, namespace, name, patch)
         except ConflictError:
-            continue
-    raise ConflictError(f"could not record {what} on {namespace}/{name}: the rollout kept changing; try again")
+            return None
+
+    return record_intent(attempt, what, f"{namespace}/{name}")
 
 
 def read(client: KubeClient, namespace: str, model: str) -> dict[str, Any]:

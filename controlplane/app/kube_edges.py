@@ -21,7 +21,7 @@ NO_ANALYSIS_REASON = "no metric provider configured: the step passes when its du
 
 
 class TimedSteps:
-    """A reconcile.Analyzer that judges nothing: every step passes on time alone."""
+    """A rollout.observe.Analyzer that judges nothing: every step passes on time alone."""
 
     def analyze(self, spec: RolloutSpec, status: RolloutStatus, now: float) -> AnalysisVerdict | None:
         return AnalysisVerdict(Verdict.PASS, NO_ANALYSIS_REASON, evidence={"analysis": "none"})

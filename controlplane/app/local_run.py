@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from controlplane.app.context import Context
-from controlplane.app.executor import Edges, apply_actions
 from controlplane.app.gate import local_gate
 from controlplane.app.incident_sink import StoreIncidentSink
-from controlplane.app.reconcile import Analyzer, Outcome, reconcile_once
 from controlplane.app.runner_lease import hold, try_hold
 from controlplane.app.slo_analyzer import SloAnalyzer, latency_threshold, load_rollout_slo
+from controlplane.app.store_state import StoreState, reconcile_once
 from controlplane.engine import RolloutSpec, RolloutStatus, decide_intents
 from controlplane.errors import ConflictError
 from controlplane.local.corpus import default_corpus
@@ -29,6 +28,10 @@ from controlplane.local.samples import ServingMetrics
 from controlplane.local.target import LocalTarget
 from controlplane.local.workloads import LocalWorkloads
 from controlplane.ports import ModelRegistry, RolloutRecord, RouteTarget
+from controlplane.retry import with_retry
+from controlplane.rollout.apply import Ports, apply_actions
+from controlplane.rollout.loop import Outcome
+from controlplane.rollout.observe import Analyzer
 
 # At the local target's ~40 req/s a 5 % canary sees ~2 req/s: 10 requests is one short step's worth.
 LOCAL_MIN_CANARY_REQUESTS = 10.0
@@ -88,21 +91,22 @@ def _drive(
         metrics_port=options.metrics_port,
         clock=ctx.clock,
     )
-    edges = Edges(
+    ports = Ports(
         target=target,
         router=local.router,
         workloads=local.workloads,
-        registry=ctx.registry,
         gate=local_gate(ctx, spec, options.device),
-        incidents=StoreIncidentSink(ctx.store),
-        store=ctx.store,
+        registry=ctx.registry,
+        incidents=StoreIncidentSink(ctx.store, rollout_id),
+        retry=with_retry,
     )
+    state = StoreState(ctx.store, rollout_id)
     analyzer: Analyzer = SloAnalyzer(local.provider, slo)
-    _restore(local, record, edges)
+    _restore(local, record, target)
     local.start(target)
     try:
         while True:
-            outcome = reconcile_once(rollout_id, edges, analyzer, ctx.now())
+            outcome = reconcile_once(state, ports, analyzer, ctx.now())
             record = ctx.store.get_rollout(rollout_id)
             if on_change is not None and outcome.wrote:
                 on_change(record, outcome)
@@ -113,12 +117,12 @@ def _drive(
         local.stop()
 
 
-def _restore(local: LocalTarget, record: RolloutRecord, edges: Edges) -> None:
+def _restore(local: LocalTarget, record: RolloutRecord, target: RouteTarget) -> None:
     """After a restart, re-establish what the status says is running (weight, canary)."""
     status = RolloutStatus.from_dict(record.status)
     if status.weight > 0 and not status.phase.terminal:
-        local.workloads.ensure_canary(edges.target)
-        local.router.set_weight(edges.target, status.weight)
+        local.workloads.ensure_canary(target)
+        local.router.set_weight(target, status.weight)
 
 
 def settle(ctx: Context, rollout_id: int) -> bool:
@@ -134,34 +138,35 @@ def settle(ctx: Context, rollout_id: int) -> bool:
 
 
 def _settle_held(ctx: Context, rollout_id: int, attempts: int = 5) -> bool:
+    state = StoreState(ctx.store, rollout_id)
     for _ in range(attempts):
-        record = ctx.store.get_rollout(rollout_id)
-        if not record.active:
+        snap = state.load()
+        if snap.status.phase.terminal:
             return False
-        spec, status = RolloutSpec.from_dict(record.spec), RolloutStatus.from_dict(record.status)
         now = ctx.now()
-        decision = decide_intents(spec, status, now)
+        decision = decide_intents(snap.spec, snap.status, now)
         if decision is None or not decision.status.phase.terminal:
             return False
-        events = apply_actions(rollout_id, decision.actions, _bookkeeping_edges(ctx, record, spec), now)
+        record = ctx.store.get_rollout(rollout_id)
+        events = apply_actions(decision.actions, _bookkeeping_ports(ctx, record, snap.spec), state, now)
         try:
-            ctx.store.save_rollout(rollout_id, record.revision, record.spec, decision.status.to_dict(), events, now)
+            state.save(decision.status, events, snap.token, now)
         except ConflictError:  # an intent was recorded meanwhile: decide again
             continue
         return True
     return False
 
 
-def _bookkeeping_edges(ctx: Context, record: RolloutRecord, spec: RolloutSpec) -> Edges:
+def _bookkeeping_ports(ctx: Context, record: RolloutRecord, spec: RolloutSpec) -> Ports:
     registry = cast(ModelRegistry, _LazyRegistry(ctx))  # ending a rollout never reads the registry
-    return Edges(
+    return Ports(
         target=route_target(record),
         router=LocalRouter(),
         workloads=LocalWorkloads(Fleet(spec.model, ServingMetrics(), ctx.clock), registry),
-        registry=registry,
         gate=local_gate(ctx, spec),
-        incidents=StoreIncidentSink(ctx.store),
-        store=ctx.store,
+        registry=registry,
+        incidents=StoreIncidentSink(ctx.store, record.id),
+        retry=with_retry,
     )
 
 

@@ -13,6 +13,7 @@ from controlplane.errors import ConflictError, InputError, NotFoundError
 from controlplane.extras import require
 from controlplane.ports import EventRecord, RolloutRecord
 from controlplane.refs import check_alias, check_name, parse_versioned_ref
+from controlplane.rollout.intents import record_intent
 
 LOCAL_ROUTERS = frozenset({"local"})
 KUBE_ROUTERS = frozenset({"gateway-api", "istio", "kserve", "replica-ratio"})
@@ -72,7 +73,8 @@ def request(ctx: Context, model: str, intent: str, attempts: int = 5) -> IntentR
     the winner's spec and finds the intent there). ConflictError when the intent does not apply."""
     if intent not in INTENTS:
         raise InputError(f"unknown intent {intent!r}")
-    for _ in range(attempts):
+
+    def attempt() -> IntentResult | None:
         record = _intent_target(ctx, model)
         plan = plan_intent(RolloutSpec.from_dict(record.spec), RolloutStatus.from_dict(record.status), intent)
         if plan.refused:
@@ -83,9 +85,10 @@ def request(ctx: Context, model: str, intent: str, attempts: int = 5) -> IntentR
         try:
             saved = ctx.store.save_rollout(record.id, record.revision, plan.spec.to_dict(), record.status, [event], ctx.now())
         except ConflictError:
-            continue
+            return None
         return IntentResult(saved, recorded=True)
-    raise ConflictError(f"could not record {intent} on {model}: the rollout kept changing; try again")
+
+    return record_intent(attempt, intent, model, attempts)
 
 
 def _intent_target(ctx: Context, model: str) -> RolloutRecord:

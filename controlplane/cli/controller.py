@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         prometheus_url: str = typer.Option(None, "--prometheus-url", help="Judge steps on these metrics."),
         validation: str = typer.Option("none", "--validation", help="none or argo (Argo Workflows gates)."),
         audit_db: str = typer.Option(None, "--audit-db", envvar="CONTROLPLANE_DB_URL",
-                                     help="SQL store mirroring every rollout's history (the audit log)."),
+                                     help="SQL store for the audit log (every rollout's history) and the incidents."),
         log_level: str = typer.Option("INFO", "--log-level"),
         dashboard_port: int = typer.Option(None, "--dashboard-port",
                                            help="Serve the read-only dashboard on this port (default: off)."),

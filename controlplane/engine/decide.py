@@ -2,8 +2,12 @@
 
 decide(spec, status, observations, now) -> Decision(actions, new status, requeue_after)
 
-Precedence on every call: terminal phases do nothing; then the user's intents
-(rollback > abort > the --timeout deadline > pause); then the phase's own logic.
+Precedence on every call: terminal phases do nothing (but a promotion still finalizing); then
+the user's intents (rollback > abort > the --timeout deadline > pause); then the phase's own logic.
+
+Finalizing: a promoted rollout first moves stable to the new version (PromoteStable) and only
+once the observation says stable is ready returns traffic to it and retires the canary
+(FinalizePromotion), so that stable never takes traffic it cannot serve.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from controlplane.engine.types import (
     Observations,
     OpenIncident,
     Phase,
+    PromoteStable,
     RecordAnalysis,
     RecordEvent,
     ResetTraffic,
@@ -33,6 +38,8 @@ from controlplane.engine.types import (
 VALIDATION_POLL_S = 2.0
 PAUSED_POLL_S = 5.0
 DRIFT_RETRY_S = 1.0
+FINALIZE_POLL_S = 1.0
+FINALIZED = "stable serves the new version; traffic back on stable; canary scaled to zero"
 
 
 def plan_steps(spec: RolloutSpec) -> tuple[int, ...]:
@@ -42,7 +49,7 @@ def plan_steps(spec: RolloutSpec) -> tuple[int, ...]:
 
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observations, now: float) -> Decision:
     if status.phase.terminal:
-        return Decision((), status, None)
+        return _finalizing(spec, status, obs) if status.finalizing else Decision((), status, None)
     intent = decide_intents(spec, status, now)
     if intent is not None:
         return intent
@@ -207,9 +214,17 @@ def _promote(
     message = (
         f"promoted {spec.model}:v{spec.version}; alias '{spec.alias}' moved from {_v(previous)} to v{spec.version}"
     )
-    actions = (record, SetAlias(spec.model, spec.alias, spec.version), FinalizePromotion(spec.version))
+    actions = (record, SetAlias(spec.model, spec.alias, spec.version), PromoteStable(spec.version))
     evidence = {"alias": spec.alias, "previous_version": previous, "version": spec.version}
-    return _finish(done, Phase.PROMOTED, now, message, actions, event=("Promoted", evidence), weight=0)
+    promoted = _finish(done, Phase.PROMOTED, now, message, actions, event=("Promoted", evidence))
+    return Decision(promoted.actions, promoted.status.evolve(finalizing=True), 0.0)  # observe stable at once
+
+
+def _finalizing(spec: RolloutSpec, status: RolloutStatus, obs: Observations) -> Decision:
+    if not obs.stable_ready:  # PromoteStable was applied with the Promoted decision: wait for it
+        return Decision((), status, FINALIZE_POLL_S)
+    actions = (FinalizePromotion(spec.version), RecordEvent("PromotionFinalized", FINALIZED))
+    return Decision(actions, status.evolve(finalizing=False), None)
 
 
 def _roll_back(spec: RolloutSpec, status: RolloutStatus, verdict: AnalysisVerdict, now: float) -> Decision:
@@ -249,11 +264,8 @@ def _finish(
     message: str,
     actions: tuple[Action, ...],
     event: tuple[str, dict[str, object]],
-    weight: int | None = 0,
 ) -> Decision:
-    new = status.evolve(
-        phase=phase, message=message, finished_at=now, weight=status.weight if weight is None else weight
-    )
+    new = status.evolve(phase=phase, message=message, finished_at=now, weight=0)
     kind, evidence = event
     return Decision((*actions, RecordEvent(kind, message, dict(evidence))), new, None)
 

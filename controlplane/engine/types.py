@@ -99,6 +99,7 @@ class RolloutStatus:
     started_at: float | None = None
     finished_at: float | None = None
     deadline_at: float | None = None  # started_at + spec.timeout_s: whoever decides next enforces it
+    finalizing: bool = False  # Promoted, but traffic waits for stable to serve the new version (see decide)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,16 +132,17 @@ class AnalysisVerdict:
 
 @dataclass(frozen=True)
 class Observations:
-    """What the executor observed at the edges just before deciding."""
+    """What the observer (controlplane/rollout/observe.py) saw at the edges just before deciding."""
 
     validation: ValidationState | None = None
     validation_evidence: dict[str, Any] = field(default_factory=dict)
     analysis: AnalysisVerdict | None = None
     router_weight: int | None = None
     current_alias_version: int | None = None
+    stable_ready: bool | None = None  # finalizing: stable serves the new version and is available
 
 
-# ---- actions: what the executor must do at the edges ------------------------------------
+# ---- actions: what the interpreter (controlplane/rollout/apply.py) does at the edges -----
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,15 @@ class ResetTraffic:
 
 
 @dataclass(frozen=True)
+class PromoteStable:
+    """Stable moved to the candidate's version at full size (idempotent); traffic untouched."""
+
+    version: int
+
+
+@dataclass(frozen=True)
 class FinalizePromotion:
-    """Stable now serves the candidate; canary traffic reset; canary scaled to zero."""
+    """Stable serves the candidate: canary traffic reset (all on stable), canary scaled to zero."""
 
     version: int
 
@@ -208,6 +217,7 @@ Action = (
     StartValidation
     | SetWeight
     | ResetTraffic
+    | PromoteStable
     | FinalizePromotion
     | SetAlias
     | RecordEvent

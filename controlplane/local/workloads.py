@@ -26,11 +26,15 @@ class LocalWorkloads:
         if current is None or current.version != target.canary_version:
             self.fleet.put("canary", self._load(target.canary_version))
 
-    def promote(self, target: RouteTarget) -> None:
+    def promote_stable(self, target: RouteTarget) -> None:
+        """Stable serves the canary's version: the canary's server itself when it is loaded."""
         canary = self.fleet.get("canary")
         server = canary if canary is not None and canary.version == target.canary_version else None
         self.fleet.put("stable", server or self._load(target.canary_version))
-        self.fleet.put("canary", None)
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        stable = self.fleet.get("stable")
+        return stable is not None and stable.version == target.canary_version
 
     def retire_canary(self, target: RouteTarget) -> None:
         self.fleet.put("canary", None)

@@ -115,7 +115,7 @@ def check_status(state: State, proc: subprocess.CompletedProcess[str]) -> None:
 
 def check_history(state: State, proc: subprocess.CompletedProcess[str]) -> None:
     promoted = next(r for r in _out(state) if r["id"] == state["promoted"])
-    assert [e["kind"] for e in promoted["events"]][-1] == "Promoted"
+    assert [e["kind"] for e in promoted["events"]][-2:] == ["Promoted", "PromotionFinalized"]  # then traffic on stable
     assert [e["evidence"]["weight"] for e in promoted["events"] if e["kind"] == "StepStarted"] == [50, 100]
 
 

@@ -165,9 +165,12 @@ class SyntheticDataPlane:
     def ensure_canary(self, target: RouteTarget) -> None:
         return None
 
-    def promote(self, target: RouteTarget) -> None:
+    def promote_stable(self, target: RouteTarget) -> None:
         self.stable = replace(self.canary, role="stable")
         self.set_weight(target, 0)
+
+    def stable_ready(self, target: RouteTarget) -> bool:
+        return self.stable.version == target.canary_version
 
     def retire_canary(self, target: RouteTarget) -> None:
         self.set_weight(target, 0)
@@ -179,14 +182,15 @@ def _drive_synthetic(
     """Run a rollout through reconcile_once on a SyntheticDataPlane scraped by a real Prometheus, until it
     ends or pauses; a paused rollout is then aborted (so the model's slot is free for the next test)."""
     from controlplane.adapters.prometheus import PrometheusProvider
-    from controlplane.app.executor import Edges
     from controlplane.app.gate import local_gate
     from controlplane.app.incident_sink import StoreIncidentSink
     from controlplane.app.local_run import route_target
-    from controlplane.app.reconcile import reconcile_once
     from controlplane.app.rollouts import request
     from controlplane.app.slo_analyzer import SloAnalyzer, load_rollout_slo
+    from controlplane.app.store_state import StoreState, reconcile_once
     from controlplane.engine import RolloutSpec
+    from controlplane.retry import with_retry
+    from controlplane.rollout.apply import Ports
 
     record = ctx.store.get_rollout(rollout)
     spec = RolloutSpec.from_dict(record.spec)
@@ -196,22 +200,23 @@ def _drive_synthetic(
     stable = Profile(spec.model, spec.stable_version or 1, "stable", rps=0, latency_median_s=0.03)
     plane = SyntheticDataPlane(driver, stable, canary, total_rps=60, serving=serving)
     server = PrometheusServer([exporter.target], binary=prometheus_bin).start()
-    edges = Edges(target, plane, plane, ctx.registry, local_gate(ctx, spec, "cpu"), StoreIncidentSink(ctx.store),
-                  ctx.store)
+    ports = Ports(target, plane, plane, local_gate(ctx, spec, "cpu"), ctx.registry,
+                  StoreIncidentSink(ctx.store, rollout), with_retry)
+    state = StoreState(ctx.store, rollout)
     try:
         server.wait_for_targets()
         time.sleep(3)  # stable history before the canary starts
         with PrometheusProvider(server.url, slo, step_duration_s=spec.step_duration_s) as provider:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                outcome = reconcile_once(rollout, edges, SloAnalyzer(provider, slo), ctx.now())
+                outcome = reconcile_once(state, ports, SloAnalyzer(provider, slo), ctx.now())
                 if outcome.decision.requeue_after is None or outcome.decision.status.phase.value == "Paused":
                     break
                 time.sleep(min(outcome.decision.requeue_after, 0.5))
             plane.final_status = dict(ctx.store.get_rollout(rollout).status)
             if plane.final_status["phase"] == "Paused":
                 request(ctx, spec.model, "abort")
-                reconcile_once(rollout, edges, SloAnalyzer(provider, slo), ctx.now())
+                reconcile_once(state, ports, SloAnalyzer(provider, slo), ctx.now())
     finally:
         driver.stop()
         server.cleanup()

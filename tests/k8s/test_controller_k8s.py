@@ -171,7 +171,9 @@ def test_sigkill_mid_rollout_converges_without_skipping_or_repeating(
     controllers.append(final)
     crs = {}
     for name in names:
-        cr = wait_for(phase_is(kube, ns, "Promoted", name=name), 120, f"{name} promoted")
+        wait_for(phase_is(kube, ns, "Promoted", name=name), 120, f"{name} promoted")
+        # and finalized (traffic back on the new stable): its last history entry is written by then
+        cr = wait_for(lambda: finalized(kube, ns, name), 60, f"{name} finalized")  # noqa: B023 (called at once)
         assert steps_started(cr) == [0, 1, 2, 3, 4, 5], cr["status"]["history"]
         kinds = [e["kind"] for e in cr["status"]["history"]]
         assert kinds.count("Promoted") == 1
@@ -278,3 +280,22 @@ def test_missing_stable_deployment_fails_and_touches_nothing(
         kube.get_deployment(ns, "minilm-canary")
     reasons = [e["reason"] for e in kube.list_events(ns, "involvedObject.kind=ModelRollout")]
     assert "Refused" in reasons
+
+
+def test_an_ended_rollout_is_not_decided_again(k8s_cluster: Any, k8s_namespace: str, kube: KubeClient, crd: str) -> None:
+    """The Reconciler in-process: a refused rollout, reconciled again, writes nothing and touches nothing
+    (its spec is not even parsed into a rollout context); the history keeps its one Refused entry."""
+    from controlplane.app.kube_edges import TimedSteps
+    from controlplane.app.kube_events import KubeEvents
+    from controlplane.app.kube_reconcile import Reconciler
+
+    ns = k8s_namespace
+    reconciler = Reconciler(kube, TimedSteps(), KubeEvents(kube, "test"))
+    kube.create_custom(cr_.GROUP, cr_.VERSION, cr_.PLURAL, ns, rollout(ns, "gateway-api"))
+    first = reconciler.reconcile(ns, "minilm")
+    assert first.wrote and first.requeue_after is None
+    again = reconciler.reconcile(ns, "minilm")
+    assert (again.wrote, again.requeue_after) == (False, None)
+    cr = get_rollout(kube, ns)
+    assert cr["status"]["phase"] == "Failed" and [e["kind"] for e in cr["status"]["history"]] == ["Refused"]
+    assert cr["metadata"]["resourceVersion"] == first.resource_version

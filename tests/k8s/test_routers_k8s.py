@@ -54,8 +54,9 @@ def test_gateway_api_httproute_weights(k8s_cluster: Any, k8s_namespace: str, kub
         # only the weights (and the added backendRef) differ from what the user applied
         assert strip(route, ("spec", "rules")) == strip(before, ("spec", "rules"))
         assert route["spec"]["rules"][0]["matches"] == before["spec"]["rules"][0]["matches"]
-    until_ready(lambda: workloads.promote(t))
+    until_ready(lambda: workloads.promote_stable(t))
     router.reset(t)
+    workloads.retire_canary(t)
     refs = kube.get_custom("gateway.networking.k8s.io", "v1", "httproutes", ns, "minilm")["spec"]["rules"][0][
         "backendRefs"]
     assert [(r["name"], r["weight"]) for r in refs] == [("minilm", 100), ("minilm-canary", 0)]
@@ -102,7 +103,7 @@ def test_kserve_canary_traffic_percent(k8s_cluster: Any, k8s_namespace: str, kub
         assert predictor()["canaryTrafficPercent"] == weight
         assert router.get_weight(t) == weight
         assert predictor()["minReplicas"] == 1 and predictor()["model"]["modelFormat"] == {"name": "onnx"}
-    workloads.promote(t)
+    workloads.promote_stable(t)
     assert "canaryTrafficPercent" not in predictor()  # removed: the latest revision takes all
     assert router.get_weight(t) == 100
     # a rollback of the next version pins the previous revision, then restores stable
@@ -129,8 +130,9 @@ def test_replica_ratio_replicas(k8s_cluster: Any, k8s_namespace: str, kube: Kube
                     kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"])
         assert replicas == expected[weight]
         assert router.get_weight(t) == weight
-    until_ready(lambda: workloads.promote(t))
+    until_ready(lambda: workloads.promote_stable(t))
     router.reset(t)
+    workloads.retire_canary(t)
     assert kube.get_deployment(ns, "minilm")["spec"]["replicas"] == 4
     assert kube.get_deployment(ns, "minilm-canary")["spec"]["replicas"] == 0
     assert router.get_weight(t) == 0

@@ -11,6 +11,7 @@ from controlplane.engine.checks import spec_problems
 from controlplane.engine.types import (
     FinalizePromotion,
     OpenIncident,
+    PromoteStable,
     RecordAnalysis,
     RecordEvent,
     ResetTraffic,
@@ -160,7 +161,31 @@ CASES = [
         now=131.0,
         phase=Phase.PROMOTED,
         weight=0,
-        actions=(RecordAnalysis, SetAlias, FinalizePromotion, RecordEvent),
+        actions=(RecordAnalysis, SetAlias, PromoteStable, RecordEvent),
+        requeue=0.0,  # finalizing: look at stable at once
+    ),
+    Case(
+        "promoted: traffic stays until stable is ready",
+        RolloutStatus(phase=Phase.PROMOTED, finalizing=True, step_index=3),
+        Observations(stable_ready=False),
+        phase=Phase.PROMOTED,
+        actions=(),
+        requeue=1.0,
+    ),
+    Case(
+        "promoted: stable ready, traffic back on it and the canary retired",
+        RolloutStatus(phase=Phase.PROMOTED, finalizing=True, step_index=3),
+        Observations(stable_ready=True),
+        phase=Phase.PROMOTED,
+        actions=(FinalizePromotion, RecordEvent),
+        requeue=None,
+    ),
+    Case(
+        "promoted and finalized: nothing more",
+        RolloutStatus(phase=Phase.PROMOTED, step_index=3),
+        Observations(stable_ready=True),
+        phase=Phase.PROMOTED,
+        actions=(),
         requeue=None,
     ),
     Case(
@@ -315,3 +340,16 @@ def test_spec_round_trip() -> None:
     assert RolloutSpec.from_dict(SPEC.to_dict()) == SPEC
     status = progressing()
     assert RolloutStatus.from_dict(status.to_dict()) == status
+
+
+def test_promotion_finalizes_only_after_stable_is_ready() -> None:
+    promoted = decide(SPEC, progressing(step=3, weight=100), Observations(analysis=PASS), 131.0).status
+    assert promoted.finalizing and promoted.phase is Phase.PROMOTED
+    waiting = decide(SPEC, promoted, Observations(stable_ready=False), 132.0)
+    assert waiting.status == promoted
+    done = decide(SPEC, promoted, Observations(stable_ready=True), 140.0)
+    assert not done.status.finalizing and done.status.finished_at == promoted.finished_at
+    assert [a.kind for a in done.actions if isinstance(a, RecordEvent)] == ["PromotionFinalized"]
+    # a user's intent no longer applies to a promoted rollout, finalizing or not
+    rollback = RolloutSpec("minilm", 3, 2, rollback=True)
+    assert decide(rollback, promoted, Observations(stable_ready=False), 133.0).actions == ()
