@@ -113,7 +113,7 @@ def register_prebuilt(
     config_arch = architecture_from_config(read_json(config_file, "config"), f"config {config_file}") if config_file else None
     info = inspect_prebuilt(onnx_file)
     arch = _prebuilt_architecture(info.graph_arch, config_arch, onnx_file)
-    _check_tokenizer_fits(tok_file, info.embedding_rows or arch.vocab_size, onnx_file)
+    models.check_tokenizer_fits(tok_file, info.embedding_rows or arch.vocab_size, onnx_file.name)
     lineage = _prebuilt_lineage(ctx, source, arch, info.format.quantization) if source else None
     files: dict[str, Path] = dict(info.files)
     extra = {"tokenizer.json": tok_file, **({"config.json": config_file} if config_file else {}),
@@ -177,15 +177,6 @@ def _prebuilt_architecture(graph: Architecture, config: Architecture | None, onn
         if theirs and mine != theirs:
             raise InputError(f"the config says {mine} {what} but {onnx_file.name} has {theirs}: not this graph's config")
     return config
-
-
-def _check_tokenizer_fits(tok_file: Path, rows: int, onnx_file: Path) -> None:
-    from tokenizers import Tokenizer
-
-    top = max(Tokenizer.from_file(str(tok_file)).get_vocab(with_added_tokens=True).values())
-    if rows and top >= rows:
-        raise InputError(f"tokenizer {tok_file} produces ids up to {top} but {onnx_file.name} has {rows} embedding rows: "
-                         "not this model's tokenizer")
 
 
 def _prebuilt_lineage(ctx: Context, source: str, arch: Architecture, quantization: str) -> str:

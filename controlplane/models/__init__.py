@@ -9,7 +9,7 @@ from __future__ import annotations
 from controlplane.models.encoder import OnnxEncoder, load_tokenizer, mean_pool, tokenize
 from controlplane.models.export import export_onnx
 from controlplane.models.hashing import sha256_file, sha256_files, tokenizer_hash, vocab_hash
-from controlplane.models.hf import Architecture, architecture_from_config, check_model_dir, minilm_dir
+from controlplane.models.hf import Architecture, architecture_from_config, check_model_dir, check_tokenizer_fits, minilm_dir
 from controlplane.models.onnx_graph import OnnxInfo, check_attention_onnx, check_onnx
 from controlplane.models.quantize import convert_fp16, quantize_int8, scheme_tag
 from controlplane.models.variants import change_normalizer, collapse_heads, cut_positions
@@ -23,6 +23,7 @@ __all__ = [
     "check_attention_onnx",
     "check_model_dir",
     "check_onnx",
+    "check_tokenizer_fits",
     "collapse_heads",
     "convert_fp16",
     "cut_positions",

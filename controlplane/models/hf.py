@@ -146,7 +146,23 @@ def check_model_dir(model_dir: Path | str) -> Architecture:
     arch = architecture_from_config(read_json(path / "config.json", "config"), f"model dir {path}")
     for shard in sorted(path.glob("*.safetensors")):
         check_safetensors(shard)
+    check_tokenizer_fits(path / "tokenizer.json", arch.vocab_size, f"model dir {path}")
     return arch
+
+
+def check_tokenizer_fits(tok_file: Path, rows: int, model: str) -> None:
+    """The tokenizer's ids (added tokens included) must index the embedding table: an id past it fails
+    every text that contains it at inference, so such a pair is refused at registration."""
+    from tokenizers import Tokenizer
+
+    try:
+        vocab = Tokenizer.from_file(str(tok_file)).get_vocab(with_added_tokens=True)
+    except Exception as exc:  # tokenizers raises a bare Exception for an unreadable file
+        raise InputError(f"tokenizer {tok_file} cannot be read ({exc})") from None
+    top = max(vocab.values(), default=-1)
+    if rows and top >= rows:
+        raise InputError(f"tokenizer {tok_file} produces ids up to {top} but {model} has {rows} embedding rows: "
+                         "not this model's tokenizer")
 
 
 def check_safetensors(path: Path) -> None:

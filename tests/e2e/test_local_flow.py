@@ -7,6 +7,7 @@ One module-scoped home carries the story of the demo: v1 promoted, an int8 v2 pr
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -105,8 +106,13 @@ def test_bad_model_dirs_leave_nothing_registered(ctl: Ctl, story: dict, minilm: 
     shutil.copytree(minilm, corrupt)
     for weights in corrupt.glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
+    small_table = tmp_path / "small-table"  # an embedding table of 9000 rows under a 30522-id tokenizer
+    shutil.copytree(minilm, small_table)
+    config = json.loads((small_table / "config.json").read_text())
+    (small_table / "config.json").write_text(json.dumps({**config, "vocab_size": 9000}))
     models_before, v3_before = ctl.json("models", "list"), ctl.json("models", "show", "minilm:v3")
-    cases = ((tmp_path / "missing", "missing"), (no_tokenizer, "tokenizer"), (corrupt, "model.safetensors is corrupt"))
+    cases = ((tmp_path / "missing", "missing"), (no_tokenizer, "tokenizer"), (corrupt, "model.safetensors is corrupt"),
+             (small_table, "produces ids up to 30521 but model dir"))
     for model_dir, fragment in cases:
         proc = ctl("register", "minilm", "--model-dir", str(model_dir))
         assert_one_line_error(proc, 2, fragment)
