@@ -103,6 +103,17 @@ def check_slo_rules(state: State, proc: subprocess.CompletedProcess[str]) -> Non
     assert all(a["annotations"]["runbook"].endswith("slo-burn-errors.md") for a in alerts)
 
 
+def check_slo_dashboards(state: State, proc: subprocess.CompletedProcess[str]) -> None:
+    folder = Path(state["dashboards"])
+    written = sorted(p.name for p in folder.glob("*.json"))
+    assert written == ["minilm-debug.json", "minilm-executive.json", "minilm-oncall.json"], written
+    assert proc.stdout.split() == [str(folder / n) for n in ("minilm-executive.json", "minilm-oncall.json",
+                                                             "minilm-debug.json")], proc.stdout
+    for name in written:
+        board = json.loads((folder / name).read_text())
+        assert board["panels"] and {v["name"] for v in board["templating"]["list"]} >= {"model", "version"}, name
+
+
 def check_promoted(state: State, proc: subprocess.CompletedProcess[str]) -> None:
     out = _out(state)
     assert (out["ref"], out["phase"], out["weight"]) == ("minilm:v2", "Promoted", 0)
@@ -211,6 +222,8 @@ CASES = [
     Case(("validate",), lambda s: ["validate", "minilm:v2", "--checks", "tokenizer-parity"], check_validate),
     Case(("slo", "validate"), lambda s: ["slo", "validate", s["slo"], "--step-duration", "1s"], check_slo_validate),
     Case(("slo", "rules"), lambda s: ["slo", "rules", s["slo"]], check_slo_rules, json=False),
+    Case(("slo", "dashboards"), lambda s: ["slo", "dashboards", s["slo"], "--out", s["dashboards"]],
+         check_slo_dashboards, json=False),
     Case(("promote",), lambda s: ["promote", "minilm:v2", "--skip-validation", "--steps", "50,100",
                                   "--step-duration", "4s"], check_promoted),
     Case(("status",), lambda s: ["status", "minilm"], check_status),
@@ -268,7 +281,9 @@ def state(home_ctl: Ctl, tmp_path_factory: pytest.TempPathFactory) -> State:
     folder = tmp_path_factory.mktemp("smoke")
     slo = folder / "starved-slo.yaml"
     slo.write_text(STARVED_SLO, encoding="utf-8")
-    return {"ctl": home_ctl, "slo": str(slo), "missing": str(folder / "no-kubeconfig")}
+    dashboards = folder / "dashboards"
+    dashboards.mkdir()
+    return {"ctl": home_ctl, "slo": str(slo), "missing": str(folder / "no-kubeconfig"), "dashboards": str(dashboards)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
