@@ -365,9 +365,12 @@ class PodWorker(threading.Thread):
                     "HOSTNAME": pod["metadata"]["name"], "TMPDIR": mounts.map("/tmp") if "/tmp" in mounts.paths
                     else str(self.dir), **image.get("env", {})}
             env = resolver.resolve(spec, mounts, base)
-            command = spec.get("command") or image.get("entrypoint") or []
+            command = spec.get("command") or []
+            # The image table's entrypoint is a host path (the harness's python): never remapped into an
+            # emptyDir, even one mounted at /tmp while the checkout itself lives under /tmp.
+            entrypoint = [] if command else list(image.get("entrypoint") or [])
             args = spec.get("args") if "args" in spec or spec.get("command") else image.get("cmd", [])
-            argv = [mounts.map(expand(a, env)) for a in [*command, *(args or [])]]
+            argv = entrypoint + [mounts.map(expand(a, env)) for a in [*command, *(args or [])]]
             if not argv:
                 raise ValueError(f"container {spec['name']}: no command, and image {spec.get('image')} is not in the "
                                  "runner's image table")
