@@ -230,19 +230,35 @@ def _play(kube: KubeClient, namespace: str, workflow: str, statuses: dict[str, s
             return  # the gate fails fast: it terminates the run after a failed step
 
 
+def _registered(tracking_uri: str, name: str, versions: int) -> Any:
+    """``name`` v1..vN in the real MLflow server (no artifacts: the controller only moves the alias)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model(name)
+    for _ in range(versions):
+        client.create_model_version(name, source=f"s3://unused/{name}")
+    return client
+
+
+@pytest.mark.mlflow_server
 def test_rollout_validating_phase_runs_the_workflow_and_follows_its_verdict(
-    controller: str, k8s_cluster: Cluster, crd: str, controllers: list[ControllerProcess], tmp_path: Path
+    controller: str, k8s_cluster: Cluster, crd: str, controllers: list[ControllerProcess], tmp_path: Path,
+    mlflow_server: str,
 ) -> None:
     """The controller submits the validation Workflow when a rollout enters Validating, moves no
     traffic until it Succeeded, fails the rollout (stable untouched, incident evidence naming the
-    check) when a step failed, and terminates the Workflow when the rollout is aborted."""
+    check) when a step failed, and terminates the Workflow when the rollout is aborted. The
+    controller's MLFLOW_TRACKING_URI is a real server: the workflow reads it, the promotion moves
+    the alias in it."""
     ns = controller
     kube = KubeClient(str(k8s_cluster.kubeconfig))
     checks = ["tokenizer-parity", "head-collapse"]
+    registry = _registered(mlflow_server, "good", 3)
     for name in ("good", "bad", "aborted"):
         apply(k8s_cluster, *stable_objects(ns, name=name), http_route(ns, name=name))
     controllers.append(ControllerProcess(k8s_cluster.kubeconfig, ns, tmp_path, extra_args=("--validation=argo",),
-                                         extra_env={"MLFLOW_TRACKING_URI": MLFLOW}))
+                                         extra_env={"MLFLOW_TRACKING_URI": mlflow_server}))
     for name in ("good", "bad", "aborted"):
         body = rollout(ns, "gateway-api", steps=(50, 100), step_s=1.0, name=name, model=name)
         body["spec"].update(skipValidation=False, checks=checks)
@@ -259,6 +275,7 @@ def test_rollout_validating_phase_runs_the_workflow_and_follows_its_verdict(
     passed = next(e for e in cr["status"]["history"] if e["kind"] == "ValidationPassed")
     assert passed["evidence"]["workflow"] == f"{ns}/{good}"
     assert passed["evidence"]["checks"] == {"tokenizer-parity": "passed", "head-collapse": "warning"}
+    assert registry.get_model_version_by_alias("good", cr["spec"]["alias"]).version == "3"
 
     # bad: tokenizer-parity fails -> rollout Failed, no traffic moved, stable untouched
     bad = _wait(lambda: _workflow_of(kube, ns, "bad"), 60, "the bad rollout's workflow")
