@@ -23,7 +23,7 @@ from typing import Any
 from controlplane.adapters.kube import KubeClient
 from controlplane.app import kube_rollout as cr_
 from controlplane.dashboard import data, pages
-from controlplane.dashboard.server import Response, as_json, html, make_server, static
+from controlplane.dashboard.server import Response, as_json, dispatch, html, make_server, static
 from controlplane.errors import ControlPlaneError, NotFoundError, PermanentError
 
 NAME = r"([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)"  # a DNS-1123 label
@@ -44,16 +44,8 @@ class ClusterDashboard:
         ]
 
     def handle(self, path: str) -> Response:
-        for pattern, view in self.routes:
-            match = pattern.fullmatch(path.split("?", 1)[0])
-            if match:
-                try:
-                    return view(*match.groups())
-                except NotFoundError as exc:
-                    return html(pages.not_found(str(exc)), HTTPStatus.NOT_FOUND)
-                except PermanentError as exc:  # 401/403: what the controller's RBAC does not let it read
-                    return html(pages.not_found(str(exc)), HTTPStatus.FORBIDDEN)
-        return html(pages.not_found(f"no page at {path}"), HTTPStatus.NOT_FOUND)
+        # PermanentError: a 401/403, what the controller's RBAC does not let it read
+        return dispatch(self.routes, path, errors=((PermanentError, HTTPStatus.FORBIDDEN),))
 
     def listing(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Every readable rollout, and one line per namespace that could not be listed."""

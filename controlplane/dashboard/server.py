@@ -58,14 +58,7 @@ class Dashboard:
         ]
 
     def handle(self, path: str) -> Response:
-        for pattern, view in self.routes:
-            match = pattern.fullmatch(path.split("?", 1)[0])
-            if match:
-                try:
-                    return view(*match.groups())
-                except NotFoundError as exc:
-                    return html(pages.not_found(str(exc)), HTTPStatus.NOT_FOUND)
-        return html(pages.not_found(f"no page at {path}"), HTTPStatus.NOT_FOUND)
+        return dispatch(self.routes, path)
 
     def index(self) -> Response:
         rollouts = data.rollouts(self.ctx)
@@ -143,3 +136,20 @@ def make_server(dashboard: Handles, host: str, port: int) -> ThreadingHTTPServer
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return server
+
+
+def dispatch(routes: list[tuple[re.Pattern[str], Callable[..., Response]]], path: str,
+             errors: tuple[tuple[type[Exception], HTTPStatus], ...] = ()) -> Response:
+    """The first route matching ``path`` (query string ignored); a NotFoundError, or one of ``errors``,
+    becomes an error page with its status."""
+    for pattern, view in routes:
+        match = pattern.fullmatch(path.split("?", 1)[0])
+        if match:
+            try:
+                return view(*match.groups())
+            except NotFoundError as exc:
+                return html(pages.not_found(str(exc)), HTTPStatus.NOT_FOUND)
+            except tuple(kind for kind, _ in errors) as exc:
+                status = next(code for kind, code in errors if isinstance(exc, kind))
+                return html(pages.not_found(str(exc)), status)
+    return html(pages.not_found(f"no page at {path}"), HTTPStatus.NOT_FOUND)
